@@ -1,0 +1,37 @@
+//! find-workers-limit: discovers how many concurrent workers an LLM API account can run
+//! against one model before it is rate limited, and recommends the highest count that
+//! never was.
+//!
+//! # Layout
+//! Data flows one way: files → validated config → rendered request → engine steps →
+//! planner decisions → report.
+//!
+//! - [`cli`]: the command-line flags (raw).
+//! - [`config`]: YAML loading — read, JSON-Schema check, typed structs, cross-checks —
+//!   for providers, scenarios and keys; the provider registry; the schemas.
+//! - [`settings`]: flags + scenario resolved into the checked settings of one probe.
+//! - [`template`]: renders a provider's request template (minijinja).
+//! - [`jsonpath`]: the small JSON path language of provider rules.
+//! - [`classify`]: a response → an outcome, by the provider's ordered rules; retry hints.
+//! - [`engine`]: the hyper client; one step = N prompts on exactly W workers.
+//! - [`planner`]: the pure state machine from step history to the next step or verdict.
+//! - [`probe`]: the loop joining planner and engine; cooldowns; Ctrl-C.
+//! - [`report`]: the result JSON, the human summary.
+//! - [`simulate`]: the built-in simulated provider, for demos, tests and benchmarks.
+//! - [`commands`]: one function per subcommand; [`exit`]: the exit codes.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod exit;
+pub mod jsonpath;
+pub mod report;
+pub mod template;
+
+pub use error::Error;
+
+/// Runs a parsed command line. Prints the result; returns the error that ends the run.
+pub fn run(cli: cli::Cli) -> Result<(), Error> {
+    commands::dispatch(cli)
+}
