@@ -20,13 +20,19 @@
 //! - [`simulate`]: the built-in simulated provider, for demos, tests and benchmarks.
 //! - [`commands`]: one function per subcommand; [`exit`]: the exit codes.
 
+pub mod classify;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod exit;
 pub mod jsonpath;
+pub mod planner;
+pub mod probe;
 pub mod report;
+pub mod settings;
+pub mod simulate;
 pub mod template;
 
 pub use error::Error;

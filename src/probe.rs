@@ -1,0 +1,1 @@
+//! The probe loop (to be written).

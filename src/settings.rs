@@ -1,0 +1,1 @@
+//! Flags + scenario resolved into one probe's settings (to be written).
