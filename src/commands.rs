@@ -12,9 +12,10 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
         Some(Command::Validate { files }) => validate(&files),
         Some(Command::Schema { kind }) => schema(kind),
         Some(Command::Providers { providers_dir }) => providers(&providers_dir),
-        Some(Command::Run { .. }) | Some(Command::Plan { .. }) | Some(Command::Simulate { .. }) | None => {
-            Err(Error::Internal("this command is not built yet".into()))
-        }
+        Some(Command::Run { .. })
+        | Some(Command::Plan { .. })
+        | Some(Command::Simulate { .. })
+        | None => Err(Error::Internal("this command is not built yet".into())),
     }
 }
 
@@ -22,7 +23,9 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
 pub fn print_stdout(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Internal(format!("cannot write to stdout: {e}"))),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::Internal(format!("cannot write to stdout: {e}")))
+        }
         _ => Ok(()),
     }
 }
@@ -63,7 +66,13 @@ pub fn providers(dirs: &[std::path::PathBuf]) -> Result<(), Error> {
     for e in reg.entries() {
         let p = &e.provider;
         let key = p.auth.key_env.as_deref().unwrap_or("(no key)");
-        out.push_str(&format!("{:<16} {:<28} {:<22} {}", p.name, p.models.join(","), key, e.source));
+        out.push_str(&format!(
+            "{:<16} {:<28} {:<22} {}",
+            p.name,
+            p.models.join(","),
+            key,
+            e.source
+        ));
         if let Some(r) = &e.replaced {
             out.push_str(&format!("  (replaces {r})"));
         }

@@ -106,8 +106,15 @@ impl Keys {
     /// The value of `name`. An explicitly named file wins over the environment; the
     /// environment wins over the default `.env`. Empty values count as missing.
     pub fn get(&self, name: &str) -> Option<Secret> {
-        let env = std::env::var(name).ok().filter(|v| !v.is_empty()).map(Secret);
-        let file = self.from_file.get(name).filter(|v| !v.0.is_empty()).cloned();
+        let env = std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret);
+        let file = self
+            .from_file
+            .get(name)
+            .filter(|v| !v.0.is_empty())
+            .cloned();
         if self.explicit {
             file.or(env)
         } else {
@@ -142,9 +149,11 @@ fn parse_dotenv(path: &Path, text: &str) -> Result<HashMap<String, Secret>, Keys
             }
             Err(e) => {
                 let line = match &e {
-                    dotenvy::Error::LineParse(l, _) => {
-                        text.lines().position(|t| t.trim() == l.trim() || l.starts_with(t.trim())).map(|i| i + 1).unwrap_or(0)
-                    }
+                    dotenvy::Error::LineParse(l, _) => text
+                        .lines()
+                        .position(|t| t.trim() == l.trim() || l.starts_with(t.trim()))
+                        .map(|i| i + 1)
+                        .unwrap_or(0),
                     _ => 0,
                 };
                 return Err(KeysError::Syntax {
@@ -175,13 +184,22 @@ mod tests {
     #[test]
     fn bad_line_is_named() {
         let err = parse_dotenv(Path::new("k.env"), "A=1\nthis is not a pair\n").unwrap_err();
-        assert_eq!(err, KeysError::Syntax { file: "k.env".into(), line: 2 });
+        assert_eq!(
+            err,
+            KeysError::Syntax {
+                file: "k.env".into(),
+                line: 2
+            }
+        );
     }
 
     #[test]
     fn explicit_missing_file_is_an_error_default_is_not() {
         let err = Keys::load(Some(Path::new("/nonexistent/keys.env"))).unwrap_err();
-        assert_eq!(err.to_string(), "/nonexistent/keys.env: cannot read keys file: no such file");
+        assert_eq!(
+            err.to_string(),
+            "/nonexistent/keys.env: cannot read keys file: no such file"
+        );
         let k = Keys::from_pairs([("X_TEST_KEY_ABSENT".to_string(), String::new())]);
         assert_eq!(
             k.require("X_TEST_KEY_ABSENT").unwrap_err().to_string(),
