@@ -157,7 +157,7 @@ pub struct ProbeArgs {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if let Ok(secs) = t.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 && secs < 1e9 {
+        if (0.0..1e9).contains(&secs) {
             return Ok(Duration::from_secs_f64(secs));
         }
         return Err(format!("`{s}` is not a duration (use e.g. 60s, 500ms, 2m)"));
