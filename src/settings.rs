@@ -228,6 +228,9 @@ pub fn resolve(args: &ProbeArgs, scenario: Option<(&Scenario, &Path)>) -> Result
 
     // Keys and env variables, checked before anything is sent.
     let keys = Keys::load(args.keys_file.as_deref())?;
+    if let Some(w) = keys.warning() {
+        eprintln!("{w}");
+    }
     let api_key = match &provider.auth.key_env {
         Some(name) => match keys.get(name) {
             Some(k) => Some(k),
