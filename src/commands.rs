@@ -13,10 +13,14 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
         Some(Command::Validate { files }) => validate(&files),
         Some(Command::Schema { kind }) => schema(kind),
         Some(Command::Providers { providers_dir }) => providers(&providers_dir),
-        Some(Command::Run { .. })
-        | Some(Command::Plan { .. })
-        | Some(Command::Simulate { .. })
-        | None => Err(Error::Internal("this command is not built yet".into())),
+        Some(Command::Run { scenario, probe }) => {
+            let (sc, path) = settings::load_scenario(&scenario)?;
+            run_probe(&settings::resolve(&probe, Some((&sc, &path)))?)
+        }
+        None => run_probe(&settings::resolve(&cli.probe, None)?),
+        Some(Command::Plan { .. }) | Some(Command::Simulate { .. }) => {
+            Err(Error::Internal("this command is not built yet".into()))
+        }
     }
 }
 
@@ -93,8 +97,13 @@ pub fn run_probe(settings: &ProbeSettings) -> Result<(), Error> {
     let result = &outcome.result;
     eprint!("{}", crate::report::summary_table(result));
     if let Some(path) = &settings.output_file {
-        crate::report::write_result_atomically(path, result)
-            .map_err(|e| Error::Internal(format!("{}: cannot write the result file: {}", path.display(), config::io_reason(&e))))?;
+        crate::report::write_result_atomically(path, result).map_err(|e| {
+            Error::Internal(format!(
+                "{}: cannot write the result file: {}",
+                path.display(),
+                config::io_reason(&e)
+            ))
+        })?;
         eprintln!("result written to {}", path.display());
     }
     if let Some(w) = result.recommended_workers {
@@ -113,7 +122,12 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
         let server = crate::simulate::SimServer::start(sim_settings, ([127, 0, 0, 1], 0).into())
             .await
             .map_err(|e| Error::Internal(format!("cannot start the simulator: {e}")))?;
-        let base = if settings.provider.base_url.trim_end_matches('/').ends_with("/v1") {
+        let base = if settings
+            .provider
+            .base_url
+            .trim_end_matches('/')
+            .ends_with("/v1")
+        {
             server.openai_base_url()
         } else {
             server.anthropic_base_url()
@@ -123,7 +137,8 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
         sim = Some(server);
     }
     let request = settings.render_request()?;
-    let classifier = crate::classify::Classifier::new(&settings.provider).map_err(Error::Internal)?;
+    let classifier =
+        crate::classify::Classifier::new(&settings.provider).map_err(Error::Internal)?;
     let engine = crate::engine::Engine::new(crate::engine::EngineConfig {
         request,
         classifier: Arc::new(classifier),

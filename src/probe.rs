@@ -49,7 +49,10 @@ impl Observer for PlainLines {
         );
     }
     fn cooldown(&mut self, wait: Duration, reason: &str, next_workers: u32) {
-        eprintln!("cooling down {:.1}s ({reason}) before {next_workers} workers", wait.as_secs_f64());
+        eprintln!(
+            "cooling down {:.1}s ({reason}) before {next_workers} workers",
+            wait.as_secs_f64()
+        );
     }
     fn note(&mut self, line: &str) {
         eprintln!("{line}");
@@ -63,7 +66,11 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// The highest count that passed with no rate-limited step at or below it.
 fn proven(history: &[StepOutcome]) -> Option<u32> {
-    let lowest_fail = history.iter().filter(|s| !s.passed).map(|s| s.workers).min();
+    let lowest_fail = history
+        .iter()
+        .filter(|s| !s.passed)
+        .map(|s| s.workers)
+        .min();
     history
         .iter()
         .filter(|s| s.passed && lowest_fail.is_none_or(|f| s.workers < f))
@@ -162,7 +169,10 @@ pub fn run_record(settings: &ProbeSettings, step: &StepResult, cooldown: Duratio
     }
     let failed = step.failed();
     if failed > 0 && step.fatal.is_none() {
-        warnings.push(format!("{failed} prompt(s) failed after {} retries", settings.max_retries));
+        warnings.push(format!(
+            "{failed} prompt(s) failed after {} retries",
+            settings.max_retries
+        ));
     }
     let error = step.fatal.clone().or_else(|| {
         step.prompts
@@ -187,7 +197,11 @@ pub fn run_record(settings: &ProbeSettings, step: &StepResult, cooldown: Duratio
         ttft_ms: report::percentiles(&ttft),
         input_tokens: input,
         output_tokens: output,
-        throughput_rps: if secs > 0.0 { f64::from(success) / secs } else { 0.0 },
+        throughput_rps: if secs > 0.0 {
+            f64::from(success) / secs
+        } else {
+            0.0
+        },
         retry_hint_ms: step.retry_hint.map(|d| d.as_millis() as u64),
         cooldown_ms: cooldown.as_millis() as u64,
         rate_limit_headers: step.rate_limit_headers.clone(),
@@ -206,7 +220,12 @@ async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
 }
 
 /// Runs the whole probe against `engine`.
-pub async fn run(settings: &ProbeSettings, engine: &Engine, cancel: &CancellationToken, observer: &mut dyn Observer) -> ProbeOutcome {
+pub async fn run(
+    settings: &ProbeSettings,
+    engine: &Engine,
+    cancel: &CancellationToken,
+    observer: &mut dyn Observer,
+) -> ProbeOutcome {
     let started = Instant::now();
     let started_at = SystemTime::now();
     let mut history: Vec<StepOutcome> = Vec::new();
@@ -229,7 +248,10 @@ pub async fn run(settings: &ProbeSettings, engine: &Engine, cancel: &Cancellatio
 
         if let Some(why) = cap_refusal(settings, &totals, prompts) {
             outcome = "spend_cap";
-            error = Some(Error::StoppedEarly(format!("spend cap: {why}; stopping{}", proven_note(&history))));
+            error = Some(Error::StoppedEarly(format!(
+                "spend cap: {why}; stopping{}",
+                proven_note(&history)
+            )));
             break;
         }
 
@@ -238,7 +260,10 @@ pub async fn run(settings: &ProbeSettings, engine: &Engine, cancel: &Cancellatio
             if !prev.passed {
                 let (wait, reason) = match last_hint {
                     Some(h) => (h, format!("retry hint {:.1}s", h.as_secs_f64())),
-                    None => (settings.cooldown, "no retry hint; default cooldown".to_string()),
+                    None => (
+                        settings.cooldown,
+                        "no retry hint; default cooldown".to_string(),
+                    ),
                 };
                 if wait > settings.max_cooldown {
                     outcome = "cooldown_too_long";
@@ -290,7 +315,12 @@ pub async fn run(settings: &ProbeSettings, engine: &Engine, cancel: &Cancellatio
             break;
         }
         if step.success() == 0 && step.rate_limited() == 0 {
-            let last = step.prompts.iter().rev().find_map(|p| p.error.clone()).unwrap_or_else(|| "no answer".into());
+            let last = step
+                .prompts
+                .iter()
+                .rev()
+                .find_map(|p| p.error.clone())
+                .unwrap_or_else(|| "no answer".into());
             outcome = "fatal";
             error = Some(Error::ProviderFatal(format!(
                 "every prompt of the step at {workers} workers failed after {} retries (last: {last}); nothing can be measured",
@@ -311,7 +341,10 @@ pub async fn run(settings: &ProbeSettings, engine: &Engine, cancel: &Cancellatio
     }
     let mut cap_reached = false;
     let recommended = match verdict {
-        Some(Verdict::Recommend { workers, cap_reached: c }) => {
+        Some(Verdict::Recommend {
+            workers,
+            cap_reached: c,
+        }) => {
             cap_reached = c;
             if c {
                 outcome = "cap_reached";
@@ -320,7 +353,9 @@ pub async fn run(settings: &ProbeSettings, engine: &Engine, cancel: &Cancellatio
         }
         Some(Verdict::RateLimitedAtOne) => {
             outcome = "rate_limited_at_minimum";
-            error = Some(Error::RateLimitedAtOne("Model rate limited even with 1 worker".into()));
+            error = Some(Error::RateLimitedAtOne(
+                "Model rate limited even with 1 worker".into(),
+            ));
             None
         }
         None => match outcome {

@@ -164,12 +164,18 @@ pub fn percentiles(values_ms: &[f64]) -> Option<Percentiles> {
 pub fn summary_table(r: &ProbeResult) -> String {
     let mut s = String::new();
     for run in &r.runs {
-        s.push_str(&format!("{:>5} workers {:>5} prompts {:>5} ok {:>5} 429 {}\n", run.workers, run.prompts, run.success, run.rate_limited, run.status));
+        s.push_str(&format!(
+            "{:>5} workers {:>5} prompts {:>5} ok {:>5} 429 {}\n",
+            run.workers, run.prompts, run.success, run.rate_limited, run.status
+        ));
     }
     s
 }
 
 // TEMPORARY until the report work lands.
 pub fn write_result_atomically(path: &std::path::Path, r: &ProbeResult) -> std::io::Result<()> {
-    std::fs::write(path, serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?)
+    std::fs::write(
+        path,
+        serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?,
+    )
 }

@@ -59,7 +59,9 @@ fn readable_by_others(path: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path).map(|m| m.permissions().mode() & 0o044 != 0).unwrap_or(false)
+        std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o044 != 0)
+            .unwrap_or(false)
     }
     #[cfg(not(unix))]
     {
@@ -156,8 +158,14 @@ impl Keys {
         (self.readable_by_others && !self.from_file.is_empty()).then(|| {
             format!(
                 "warning: keys file {} is readable by other users; restrict it with: chmod 600 {}",
-                self.file.as_deref().unwrap_or(Path::new(DEFAULT_KEYS_FILE)).display(),
-                self.file.as_deref().unwrap_or(Path::new(DEFAULT_KEYS_FILE)).display()
+                self.file
+                    .as_deref()
+                    .unwrap_or(Path::new(DEFAULT_KEYS_FILE))
+                    .display(),
+                self.file
+                    .as_deref()
+                    .unwrap_or(Path::new(DEFAULT_KEYS_FILE))
+                    .display()
             )
         })
     }
