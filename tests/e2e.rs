@@ -154,19 +154,21 @@ impl Nginx {
             ])
             .spawn()
             .expect("nginx starts");
+        // Owned from here on: Drop kills and reaps it whatever happens below.
+        let server = Nginx {
+            child,
+            port,
+            _dir: dir,
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Nginx {
-                    child,
-                    port,
-                    _dir: dir,
-                };
+                return server;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         panic!(
             "nginx did not listen on {port}: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+            std::fs::read_to_string(server._dir.path().join("error.log")).unwrap_or_default()
         );
     }
 }
