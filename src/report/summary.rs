@@ -61,7 +61,7 @@ pub fn summary_table(result: &ProbeResult) -> String {
     if let Some(cost) = t.cost_usd {
         let _ = write!(out, ", estimated cost ${cost:.4}");
     }
-    let _ = writeln!(out, ", {}", duration(result.duration_ms));
+    let _ = writeln!(out, ", {}", format_duration_ms(result.duration_ms));
 
     for (index, run) in result.runs.iter().enumerate() {
         for warning in &run.warnings {
@@ -124,11 +124,11 @@ fn steps_table(runs: &[RunRecord]) -> String {
                 latency(|p| p.p50),
                 latency(|p| p.p95),
                 thousands(run.output_tokens),
-                duration(run.duration_ms),
+                format_duration_ms(run.duration_ms),
                 if run.cooldown_ms == 0 {
                     "-".to_string()
                 } else {
-                    duration(run.cooldown_ms)
+                    format_duration_ms(run.cooldown_ms)
                 },
             ]
         })
@@ -182,7 +182,7 @@ fn latency(ms: f64) -> String {
 }
 
 /// A wall time in milliseconds: "850ms", "2.3s", "1m05s".
-fn duration(ms: u64) -> String {
+pub fn format_duration_ms(ms: u64) -> String {
     // Integer rounding (half up), so 2.35 s is "2.4s" whatever f64 makes of it, and
     // 59.96 s becomes "1m00s" rather than "60.0s".
     let tenths = (ms + 50) / 100;
@@ -393,7 +393,7 @@ totals: 3 steps, 18 prompts (0 ok, 18 rate limited, 0 failed), 0 input + 0 outpu
             ["0", "999", "1,000", "12,345", "1,234,567"]
         );
         assert_eq!(
-            [0, 999, 1_000, 2_349, 59_949, 59_950, 61_499, 3_600_000].map(duration),
+            [0, 999, 1_000, 2_349, 59_949, 59_950, 61_499, 3_600_000].map(format_duration_ms),
             ["0ms", "999ms", "1.0s", "2.3s", "59.9s", "1m00s", "1m01s", "60m00s"]
         );
         assert_eq!(
