@@ -30,6 +30,7 @@ pub mod exit;
 pub mod jsonpath;
 pub mod planner;
 pub mod probe;
+pub mod progress;
 pub mod report;
 pub mod settings;
 pub mod simulate;
