@@ -120,6 +120,10 @@ pub fn run_probe(settings: &ProbeSettings) -> Result<(), Error> {
         })?;
         eprintln!("result written to {}", path.display());
     }
+    if let Some(path) = &settings.chart {
+        crate::chart::write(path, result).map_err(Error::Internal)?;
+        eprintln!("chart written to {}", path.display());
+    }
     if let Some(w) = result.recommended_workers {
         print_stdout(&format!("{w}\n"))?;
     }

@@ -20,6 +20,7 @@
 //! - [`simulate`]: the built-in simulated provider, for demos, tests and benchmarks.
 //! - [`commands`]: one function per subcommand; [`exit`]: the exit codes.
 
+pub mod chart;
 pub mod classify;
 pub mod cli;
 pub mod commands;
