@@ -90,6 +90,21 @@ impl SimBody {
     }
 }
 
+/// How long a truncated body waits after its last bytes before it fails the connection.
+const ABORT_GRACE: Duration = Duration::from_millis(20);
+
+/// Ready once `due` has passed; otherwise arms `sleep` for it and is pending.
+fn wait_until(sleep: &mut Option<Pin<Box<Sleep>>>, due: Instant, cx: &mut Context<'_>) -> Poll<()> {
+    if due <= Instant::now() {
+        return Poll::Ready(());
+    }
+    let s = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+    if s.deadline() != due {
+        s.as_mut().reset(due);
+    }
+    s.as_mut().poll(cx)
+}
+
 impl Body for SimBody {
     type Data = Bytes;
     type Error = io::Error;
@@ -113,21 +128,24 @@ impl Body for SimBody {
                 abort,
             } => {
                 if *next >= chunks.len() {
-                    let fail = *abort;
+                    if *abort {
+                        // Fail only once what was sent has been flushed: hyper drops its
+                        // unwritten buffer when a body fails, and the client must see the
+                        // head and the partial body before the connection closes.
+                        let last = chunks.last().map_or(Duration::ZERO, |(at, _)| *at);
+                        if wait_until(sleep, *start + last + ABORT_GRACE, cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        this.release();
+                        return Poll::Ready(Some(Err(io::Error::other(
+                            "simulated truncated body",
+                        ))));
+                    }
                     this.release();
-                    return Poll::Ready(
-                        fail.then(|| Err(io::Error::other("simulated truncated body"))),
-                    );
+                    return Poll::Ready(None);
                 }
-                let due = *start + chunks[*next].0;
-                if due > Instant::now() {
-                    let s = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
-                    if s.deadline() != due {
-                        s.as_mut().reset(due);
-                    }
-                    if s.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
+                if wait_until(sleep, *start + chunks[*next].0, cx).is_pending() {
+                    return Poll::Pending;
                 }
                 let data = std::mem::take(&mut chunks[*next].1);
                 *next += 1;
