@@ -1278,3 +1278,64 @@ async fn invalid_settings_and_shutdown() {
         "nothing listens after shutdown"
     );
 }
+
+/// The official Python SDKs (tests/sdk_clients.py) against three simulators: one that
+/// serves, one that answers 429 to everything, one that fails streams after two events.
+/// `tests/run` creates the venv and exports FWL_SDK_PYTHON; without it this test fails
+/// rather than silently proving nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdks_complete_requests_and_raise_their_own_errors() {
+    let python = std::env::var("FWL_SDK_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "FWL_SDK_PYTHON is not set: run `tests/run` (it creates target/sdk-venv with the openai and \
+anthropic SDKs and exports FWL_SDK_PYTHON), or set it to a python that has both SDKs"
+        )
+    });
+    let fast = SimulatorSettings {
+        ttft_ms: Some(20),
+        tokens_per_second: Some(1000),
+        ..Default::default()
+    };
+    let ok = start(fast.clone()).await;
+    let limited = start(SimulatorSettings {
+        max_concurrency: Some(0),
+        ..fast.clone()
+    })
+    .await;
+    let midstream = start(SimulatorSettings {
+        fault_midstream_error_rate: Some(1.0),
+        ..fast
+    })
+    .await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk_clients.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg(ok.anthropic_base_url())
+        .arg(limited.anthropic_base_url())
+        .arg(midstream.anthropic_base_url())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "SDK checks failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all SDK checks passed"), "{stdout}");
+    // 4 served, 2 refused, 2 failed mid-stream: the server saw exactly the SDKs' requests
+    // (max_retries=0, so no retries).
+    assert_eq!((ok.stats().requests, ok.stats().ok), (4, 4));
+    assert_eq!(
+        (limited.stats().requests, limited.stats().rate_limited),
+        (2, 2)
+    );
+    assert_eq!(
+        (midstream.stats().requests, midstream.stats().faults),
+        (2, 2)
+    );
+    for s in [ok, limited, midstream] {
+        s.shutdown().await;
+    }
+}
