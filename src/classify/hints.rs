@@ -70,7 +70,10 @@ pub fn parse_http_date(value: &str) -> Option<SystemTime> {
 
 /// `target - reference`, zero when the target is already past, clamped to [`MAX_HINT`].
 fn until(target: SystemTime, reference: SystemTime) -> Duration {
-    target.duration_since(reference).unwrap_or(Duration::ZERO).min(MAX_HINT)
+    target
+        .duration_since(reference)
+        .unwrap_or(Duration::ZERO)
+        .min(MAX_HINT)
 }
 
 /// Integer nanoseconds to a duration, clamped to [`MAX_HINT`].
@@ -128,7 +131,9 @@ fn go_duration_nanos(text: &str) -> Option<u128> {
     let mut rest = text;
     let mut total: u128 = 0;
     while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if number_len == 0 {
             return None;
         }
@@ -147,7 +152,9 @@ fn go_duration_nanos(text: &str) -> Option<u128> {
         .iter()
         .find(|(name, _)| after.starts_with(name))
         .map(|(name, unit)| (*unit, name.len()))?;
-        total = total.saturating_add(decimal_nanos(number, unit)?).min(NANOS_CAP);
+        total = total
+            .saturating_add(decimal_nanos(number, unit)?)
+            .min(NANOS_CAP);
         rest = &after[len..];
     }
     Some(total)
@@ -173,7 +180,11 @@ pub fn parse_rfc3339(value: &str) -> Option<SystemTime> {
         let shift = Duration::from_secs(hours * 3600 + minutes * 60);
         let local = humantime::parse_rfc3339(&format!("{local}Z")).ok()?;
         // Local time = UTC + offset, so UTC = local - offset.
-        return if offset.starts_with('+') { local.checked_sub(shift) } else { local.checked_add(shift) };
+        return if offset.starts_with('+') {
+            local.checked_sub(shift)
+        } else {
+            local.checked_add(shift)
+        };
     }
     humantime::parse_rfc3339(&upper).ok()
 }
@@ -207,12 +218,18 @@ mod tests {
         assert_eq!(parse("0", TimeFormat::Seconds), Some(Duration::ZERO));
         assert_eq!(parse(".5", TimeFormat::Seconds), Some(ms(500)));
         assert_eq!(parse("86400", TimeFormat::Seconds), Some(secs(86400)));
-        assert_eq!(parse("1.0000000019", TimeFormat::Seconds), Some(Duration::new(1, 1)));
+        assert_eq!(
+            parse("1.0000000019", TimeFormat::Seconds),
+            Some(Duration::new(1, 1))
+        );
     }
 
     #[test]
     fn invalid_numbers_are_none_never_negative() {
-        for bad in ["-5", "NaN", "nan", "inf", "-inf", "soon", "", " ", "1e3", "+5", "5s", "1.2.3", ".", "0x10", "٣"] {
+        for bad in [
+            "-5", "NaN", "nan", "inf", "-inf", "soon", "", " ", "1e3", "+5", "5s", "1.2.3", ".",
+            "0x10", "٣",
+        ] {
             assert_eq!(parse(bad, TimeFormat::Seconds), None, "seconds {bad:?}");
             assert_eq!(parse(bad, TimeFormat::Milliseconds), None, "ms {bad:?}");
             assert_eq!(parse(bad, TimeFormat::EpochSeconds), None, "epoch {bad:?}");
@@ -224,15 +241,30 @@ mod tests {
 
     #[test]
     fn absurd_values_are_clamped_not_overflowed() {
-        assert_eq!(parse("99999999999999999999999999999999999999999", TimeFormat::Seconds), Some(MAX_HINT));
-        assert_eq!(parse("99999999999999999999999h", TimeFormat::Duration), Some(MAX_HINT));
-        assert_eq!(parse("18446744073709551616", TimeFormat::EpochSeconds), Some(MAX_HINT));
+        assert_eq!(
+            parse(
+                "99999999999999999999999999999999999999999",
+                TimeFormat::Seconds
+            ),
+            Some(MAX_HINT)
+        );
+        assert_eq!(
+            parse("99999999999999999999999h", TimeFormat::Duration),
+            Some(MAX_HINT)
+        );
+        assert_eq!(
+            parse("18446744073709551616", TimeFormat::EpochSeconds),
+            Some(MAX_HINT)
+        );
     }
 
     #[test]
     fn milliseconds() {
         assert_eq!(parse("1500", TimeFormat::Milliseconds), Some(ms(1500)));
-        assert_eq!(parse("12.5", TimeFormat::Milliseconds), Some(Duration::from_micros(12_500)));
+        assert_eq!(
+            parse("12.5", TimeFormat::Milliseconds),
+            Some(Duration::from_micros(12_500))
+        );
         assert_eq!(parse("6000", TimeFormat::Milliseconds), Some(secs(6)));
     }
 
@@ -243,14 +275,29 @@ mod tests {
         let later = at("Sat, 25 Jul 2026 13:00:00 GMT");
         let f = TimeFormat::RetryAfter;
         // R1: relative to the response's date, not to the clock.
-        assert_eq!(parse_time_value("Sat, 25 Jul 2026 12:05:00 GMT", f, date, later), Some(secs(30)));
+        assert_eq!(
+            parse_time_value("Sat, 25 Jul 2026 12:05:00 GMT", f, date, later),
+            Some(secs(30))
+        );
         // No date header: relative to now.
-        assert_eq!(parse_time_value("Sat, 25 Jul 2026 12:05:00 GMT", f, None, now()), Some(secs(30)));
+        assert_eq!(
+            parse_time_value("Sat, 25 Jul 2026 12:05:00 GMT", f, None, now()),
+            Some(secs(30))
+        );
         // A date in the past means zero.
-        assert_eq!(parse_time_value("Sat, 25 Jul 2026 12:00:00 GMT", f, date, now()), Some(Duration::ZERO));
+        assert_eq!(
+            parse_time_value("Sat, 25 Jul 2026 12:00:00 GMT", f, date, now()),
+            Some(Duration::ZERO)
+        );
         // The other two HTTP date forms.
-        assert_eq!(parse_time_value("Saturday, 25-Jul-26 12:05:00 GMT", f, date, now()), Some(secs(30)));
-        assert_eq!(parse_time_value("Sat Jul 25 12:05:00 2026", f, date, now()), Some(secs(30)));
+        assert_eq!(
+            parse_time_value("Saturday, 25-Jul-26 12:05:00 GMT", f, date, now()),
+            Some(secs(30))
+        );
+        assert_eq!(
+            parse_time_value("Sat Jul 25 12:05:00 2026", f, date, now()),
+            Some(secs(30))
+        );
         // R2.
         assert_eq!(parse("0.503", f), Some(ms(503)));
         assert_eq!(parse("12", f), Some(secs(12)));
@@ -295,18 +342,49 @@ mod tests {
         let date = Some(at("Sat, 25 Jul 2026 12:04:30 GMT"));
         let f = TimeFormat::Rfc3339;
         let clock = at("Sat, 25 Jul 2026 18:00:00 GMT");
-        assert_eq!(parse_time_value("2026-07-25T12:04:42Z", f, date, clock), Some(secs(12)));
-        assert_eq!(parse_time_value("2026-07-25T12:04:42.250Z", f, date, clock), Some(ms(12_250)));
-        assert_eq!(parse_time_value("2026-07-25t12:04:42z", f, date, clock), Some(secs(12)));
-        assert_eq!(parse_time_value("2026-07-25T14:04:42+02:00", f, date, clock), Some(secs(12)));
+        assert_eq!(
+            parse_time_value("2026-07-25T12:04:42Z", f, date, clock),
+            Some(secs(12))
+        );
+        assert_eq!(
+            parse_time_value("2026-07-25T12:04:42.250Z", f, date, clock),
+            Some(ms(12_250))
+        );
+        assert_eq!(
+            parse_time_value("2026-07-25t12:04:42z", f, date, clock),
+            Some(secs(12))
+        );
+        assert_eq!(
+            parse_time_value("2026-07-25T14:04:42+02:00", f, date, clock),
+            Some(secs(12))
+        );
         // 12:04:42 at UTC-2 is 14:04:42 UTC.
-        assert_eq!(parse_time_value("2026-07-25T12:04:42-02:00", f, date, clock), Some(secs(7_200 + 12)));
-        assert_eq!(parse_time_value("2026-07-25T12:04:42+00:00", f, date, clock), Some(secs(12)));
+        assert_eq!(
+            parse_time_value("2026-07-25T12:04:42-02:00", f, date, clock),
+            Some(secs(7_200 + 12))
+        );
+        assert_eq!(
+            parse_time_value("2026-07-25T12:04:42+00:00", f, date, clock),
+            Some(secs(12))
+        );
         // No date header: relative to now.
-        assert_eq!(parse_time_value("2026-07-25T12:04:42Z", f, None, now()), Some(secs(12)));
+        assert_eq!(
+            parse_time_value("2026-07-25T12:04:42Z", f, None, now()),
+            Some(secs(12))
+        );
         // Past: zero.
-        assert_eq!(parse_time_value("2026-07-25T12:00:00Z", f, date, clock), Some(Duration::ZERO));
-        for bad in ["soon", "2026-07-25", "2026-13-25T12:04:42Z", "2026-07-25T12:04:42+2:00", "2026-07-25T12:04:42+ab:00", "２０２６-07-25T12:04:42Z"] {
+        assert_eq!(
+            parse_time_value("2026-07-25T12:00:00Z", f, date, clock),
+            Some(Duration::ZERO)
+        );
+        for bad in [
+            "soon",
+            "2026-07-25",
+            "2026-13-25T12:04:42Z",
+            "2026-07-25T12:04:42+2:00",
+            "2026-07-25T12:04:42+ab:00",
+            "２０２６-07-25T12:04:42Z",
+        ] {
             assert_eq!(parse_time_value(bad, f, date, clock), None, "{bad:?}");
         }
     }
@@ -316,8 +394,17 @@ mod tests {
         let date = Some(at("Sat, 25 Jul 2026 12:04:30 GMT"));
         let base = now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         let f = TimeFormat::EpochSeconds;
-        assert_eq!(parse_time_value(&(base + 12).to_string(), f, date, now()), Some(secs(12)));
-        assert_eq!(parse_time_value(&format!("{}.5", base + 12), f, None, now()), Some(ms(12_500)));
-        assert_eq!(parse_time_value(&(base - 100).to_string(), f, date, now()), Some(Duration::ZERO));
+        assert_eq!(
+            parse_time_value(&(base + 12).to_string(), f, date, now()),
+            Some(secs(12))
+        );
+        assert_eq!(
+            parse_time_value(&format!("{}.5", base + 12), f, None, now()),
+            Some(ms(12_500))
+        );
+        assert_eq!(
+            parse_time_value(&(base - 100).to_string(), f, date, now()),
+            Some(Duration::ZERO)
+        );
     }
 }

@@ -103,7 +103,6 @@ pub struct Usage {
     pub output_tokens: Option<u64>,
 }
 
-
 /// The outcome, usage and retry hint of one response, from one parse of its body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inspection {
@@ -133,7 +132,9 @@ impl Classifier {
             .classify
             .iter()
             .enumerate()
-            .map(|(i, rule)| CompiledRule::new(i, rule).map_err(|e| format!("classify rule {}: {e}", i + 1)))
+            .map(|(i, rule)| {
+                CompiledRule::new(i, rule).map_err(|e| format!("classify rule {}: {e}", i + 1))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let hints = provider
             .rate_limits
@@ -146,13 +147,21 @@ impl Classifier {
                     (None, None, Some(re)) => {
                         let re = compile_regex(re)?;
                         if re.captures_len() < 2 {
-                            return Err("`body_regex` needs a capture group `( )` around the value".to_string());
+                            return Err(
+                                "`body_regex` needs a capture group `( )` around the value"
+                                    .to_string(),
+                            );
                         }
                         HintFrom::BodyRegex(re)
                     }
-                    _ => return Err("give exactly one of `header`, `json`, `body_regex`".to_string()),
+                    _ => {
+                        return Err("give exactly one of `header`, `json`, `body_regex`".to_string())
+                    }
                 };
-                Ok(CompiledHint { from, format: hint.format })
+                Ok(CompiledHint {
+                    from,
+                    format: hint.format,
+                })
             })
             .enumerate()
             .map(|(i, r)| r.map_err(|e: String| format!("retry hint {}: {e}", i + 1)))
@@ -180,7 +189,11 @@ impl Classifier {
                 HintFrom::Header(name) => Some(name),
                 _ => None,
             })
-            .chain(buckets.iter().flat_map(|b| [&b.limit, &b.remaining, &b.reset].into_iter().flatten()));
+            .chain(
+                buckets
+                    .iter()
+                    .flat_map(|b| [&b.limit, &b.remaining, &b.reset].into_iter().flatten()),
+            );
         for name in named {
             if !listed_headers.contains(name) {
                 listed_headers.push(name.clone());
@@ -191,7 +204,10 @@ impl Classifier {
             rules,
             hints,
             buckets,
-            usage: UsageFinder::new(&provider.response.usage.input_tokens, &provider.response.usage.output_tokens)?,
+            usage: UsageFinder::new(
+                &provider.response.usage.input_tokens,
+                &provider.response.usage.output_tokens,
+            )?,
             stream_usage: UsageFinder::new(
                 &provider.response.stream_usage.input_tokens,
                 &provider.response.stream_usage.output_tokens,
@@ -209,7 +225,9 @@ impl Classifier {
     /// Whether this event is the provider's end-of-stream marker (`response.stream_done`,
     /// OpenAI `[DONE]`).
     pub fn is_stream_done(&self, event: &SseEvent) -> bool {
-        self.stream_done.as_deref().is_some_and(|done| event.data.trim() == done)
+        self.stream_done
+            .as_deref()
+            .is_some_and(|done| event.data.trim() == done)
     }
 
     /// The outcome of one response.
@@ -250,7 +268,12 @@ impl Classifier {
     pub fn rate_limit_headers(&self, resp: &ResponseData) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for name in &self.listed_headers {
-            let values: Vec<Cow<str>> = resp.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
+            let values: Vec<Cow<str>> = resp
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                .collect();
             if !values.is_empty() {
                 out.insert(name.as_str().to_string(), values.join(", "));
             }
@@ -272,21 +295,46 @@ impl Classifier {
                 let message = match (&rule.message, rule.outcome) {
                     (Some(m), _) => Some(m.clone()),
                     (None, Outcome::Success) => None,
-                    (None, _) => Some(with_snippet(format!("HTTP {status} ({})", rule.name), evidence.snippet(resp))),
+                    (None, _) => Some(with_snippet(
+                        format!("HTTP {status} ({})", rule.name),
+                        evidence.snippet(resp),
+                    )),
                 };
-                return Classified { outcome: rule.outcome, rule: rule.name.clone(), message };
+                return Classified {
+                    outcome: rule.outcome,
+                    rule: rule.name.clone(),
+                    message,
+                };
             }
         }
         if incomplete {
             return network(resp);
         }
-        let what = format!("HTTP {status} matched no classify rule of provider {}", self.provider);
+        let what = format!(
+            "HTTP {status} matched no classify rule of provider {}",
+            self.provider
+        );
         let snippet = Evidence::Body.snippet(resp);
-        let message = Some(format!("{what}; body: {}", if snippet.is_empty() { "(empty)" } else { &snippet }));
+        let message = Some(format!(
+            "{what}; body: {}",
+            if snippet.is_empty() {
+                "(empty)"
+            } else {
+                &snippet
+            }
+        ));
         if (500..600).contains(&status) {
-            Classified { outcome: Outcome::Transient, rule: "unmatched 5xx".into(), message }
+            Classified {
+                outcome: Outcome::Transient,
+                rule: "unmatched 5xx".into(),
+                message,
+            }
         } else {
-            Classified { outcome: Outcome::Fatal, rule: "unmatched".into(), message }
+            Classified {
+                outcome: Outcome::Fatal,
+                rule: "unmatched".into(),
+                message,
+            }
         }
     }
 
@@ -302,7 +350,9 @@ impl Classifier {
                     .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
                     .find_map(|v| parse_time_value(v, hint.format, date, now)),
                 HintFrom::Json(path) => body.json().and_then(|root| {
-                    path.find(root).into_iter().find_map(|v| parse_time_value(&value_text(v), hint.format, date, now))
+                    path.find(root)
+                        .into_iter()
+                        .find_map(|v| parse_time_value(&value_text(v), hint.format, date, now))
                 }),
                 HintFrom::BodyRegex(re) => re
                     .captures(&resp.body)
@@ -345,18 +395,29 @@ impl Classifier {
         }
     }
 
-    fn buckets_at(&self, resp: &ResponseData, date: Option<SystemTime>, now: SystemTime) -> Vec<BucketReading> {
+    fn buckets_at(
+        &self,
+        resp: &ResponseData,
+        date: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Vec<BucketReading> {
         let text = |name: &Option<HeaderName>| {
             name.as_ref()
                 .and_then(|n| resp.headers.get(n))
                 .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
         };
         let number = |name: &Option<HeaderName>| {
-            text(name).and_then(|t| t.trim().parse::<f64>().ok()).filter(|n| n.is_finite())
+            text(name)
+                .and_then(|t| t.trim().parse::<f64>().ok())
+                .filter(|n| n.is_finite())
         };
         self.buckets
             .iter()
-            .filter(|b| [&b.limit, &b.remaining, &b.reset].iter().any(|n| n.as_ref().is_some_and(|n| resp.headers.contains_key(n))))
+            .filter(|b| {
+                [&b.limit, &b.remaining, &b.reset]
+                    .iter()
+                    .any(|n| n.as_ref().is_some_and(|n| resp.headers.contains_key(n)))
+            })
             .map(|b| BucketReading {
                 kind: b.kind,
                 window_seconds: b.window_seconds,
@@ -419,7 +480,11 @@ fn network(resp: &ResponseData) -> Classified {
     Classified {
         outcome: Outcome::Transient,
         rule: "network".into(),
-        message: Some(resp.transport_error.clone().unwrap_or_else(|| "no response".into())),
+        message: Some(
+            resp.transport_error
+                .clone()
+                .unwrap_or_else(|| "no response".into()),
+        ),
     }
 }
 
@@ -441,11 +506,16 @@ struct Body<'a> {
 
 impl<'a> Body<'a> {
     fn new(resp: &'a ResponseData) -> Self {
-        Body { resp, json: OnceCell::new() }
+        Body {
+            resp,
+            json: OnceCell::new(),
+        }
     }
 
     fn json(&self) -> Option<&Value> {
-        self.json.get_or_init(|| parse_json_body(&self.resp.body)).as_ref()
+        self.json
+            .get_or_init(|| parse_json_body(&self.resp.body))
+            .as_ref()
     }
 }
 
@@ -453,7 +523,9 @@ impl<'a> Body<'a> {
 /// tolerated: DeepSeek pads with blank lines). Anything else, HTML included, is `None`
 /// without running the JSON parser.
 fn parse_json_body(bytes: &[u8]) -> Option<Value> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(bytes);
+    let bytes = bytes
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(bytes);
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
     match bytes[start] {
         b'{' | b'[' => serde_json::from_slice(&bytes[start..]).ok(),
@@ -491,10 +563,28 @@ impl Evidence<'_> {
 impl CompiledRule {
     fn new(index: usize, rule: &crate::config::provider::Rule) -> Result<CompiledRule, String> {
         Ok(CompiledRule {
-            name: rule.name.clone().unwrap_or_else(|| format!("rule #{}", index + 1)),
-            statuses: rule.status.iter().flat_map(|s| s.iter()).map(|s| s.0).collect(),
-            headers: rule.header.iter().flat_map(|h| h.iter()).map(CompiledHeader::new).collect::<Result<_, _>>()?,
-            json: rule.json.iter().flat_map(|m| m.iter()).map(CompiledJson::new).collect::<Result<_, _>>()?,
+            name: rule
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("rule #{}", index + 1)),
+            statuses: rule
+                .status
+                .iter()
+                .flat_map(|s| s.iter())
+                .map(|s| s.0)
+                .collect(),
+            headers: rule
+                .header
+                .iter()
+                .flat_map(|h| h.iter())
+                .map(CompiledHeader::new)
+                .collect::<Result<_, _>>()?,
+            json: rule
+                .json
+                .iter()
+                .flat_map(|m| m.iter())
+                .map(CompiledJson::new)
+                .collect::<Result<_, _>>()?,
             body_regex: rule.body_regex.as_deref().map(compile_regex).transpose()?,
             sse: rule
                 .sse
@@ -560,7 +650,10 @@ impl CompiledHeader {
             (_, _, Some(re)) => HeaderTest::Regex(compile_regex(re)?),
             (present, None, None) => HeaderTest::Present(present.unwrap_or(true)),
         };
-        Ok(CompiledHeader { name: header_name(&m.name)?, test })
+        Ok(CompiledHeader {
+            name: header_name(&m.name)?,
+            test,
+        })
     }
 
     /// With several values of one header, any may fit.
@@ -568,7 +661,11 @@ impl CompiledHeader {
         let mut values = headers.get_all(&self.name).iter();
         match &self.test {
             HeaderTest::Present(present) => values.next().is_some() == *present,
-            HeaderTest::Equals(want) => values.any(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(want.trim().as_bytes())),
+            HeaderTest::Equals(want) => values.any(|v| {
+                v.as_bytes()
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(want.trim().as_bytes())
+            }),
             HeaderTest::Regex(re) => values.any(|v| re.is_match(v.as_bytes())),
         }
     }
@@ -593,10 +690,15 @@ impl CompiledJson {
         let test = match (&m.exists, &m.equals, &m.one_of, &m.regex) {
             (_, Some(v), _, _) => JsonTest::Equals(v.clone()),
             (_, _, Some(vs), _) => JsonTest::OneOf(vs.clone()),
-            (_, _, _, Some(re)) => JsonTest::Regex(regex::Regex::new(re).map_err(|e| one_line(&e))?),
+            (_, _, _, Some(re)) => {
+                JsonTest::Regex(regex::Regex::new(re).map_err(|e| one_line(&e))?)
+            }
             (exists, None, None, None) => JsonTest::Exists(exists.unwrap_or(true)),
         };
-        Ok(CompiledJson { path: JsonPath::parse(&m.path)?, test })
+        Ok(CompiledJson {
+            path: JsonPath::parse(&m.path)?,
+            test,
+        })
     }
 
     /// Where `[*]` reaches several values, any may fit. Null counts as absent.
@@ -662,14 +764,24 @@ struct UsageFinder {
 
 impl UsageFinder {
     fn new(input: &[String], output: &[String]) -> Result<UsageFinder, String> {
-        let parse = |paths: &[String]| paths.iter().map(|p| JsonPath::parse(p)).collect::<Result<Vec<_>, _>>();
-        Ok(UsageFinder { input: parse(input)?, output: parse(output)? })
+        let parse = |paths: &[String]| {
+            paths
+                .iter()
+                .map(|p| JsonPath::parse(p))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(UsageFinder {
+            input: parse(input)?,
+            output: parse(output)?,
+        })
     }
 }
 
 /// The first path (in order) that holds a token count.
 fn first_count(paths: &[JsonPath], root: &Value) -> Option<u64> {
-    paths.iter().find_map(|p| p.find(root).into_iter().find_map(count))
+    paths
+        .iter()
+        .find_map(|p| p.find(root).into_iter().find_map(count))
 }
 
 /// A non-negative integer, also when written as an integral float (`12.0`).
@@ -695,7 +807,8 @@ fn value_text(v: &Value) -> Cow<'_, str> {
 }
 
 fn header_name(name: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes()).map_err(|_| format!("`{name}` is not a header name"))
+    HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
+        .map_err(|_| format!("`{name}` is not a header name"))
 }
 
 fn compile_regex(re: &str) -> Result<regex::bytes::Regex, String> {
@@ -703,5 +816,420 @@ fn compile_regex(re: &str) -> Result<regex::bytes::Regex, String> {
 }
 
 fn one_line(e: &regex::Error) -> String {
-    format!("invalid regular expression: {}", e.to_string().replace('\n', " "))
+    format!(
+        "invalid regular expression: {}",
+        e.to_string().replace('\n', " ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    /// A provider that exercises every kind of condition and hint source.
+    const PROVIDER: &str = r#"
+name: test
+base_url: http://127.0.0.1:1
+request: {path: /x, body: {prompt: "{{ prompt }}"}}
+response:
+  usage:
+    input_tokens: [usage.input, usage.prompt_tokens]
+    output_tokens: [usage.output]
+  stream_usage:
+    input_tokens: [usage.input]
+    output_tokens: [usage.output]
+  stream_done: "[DONE]"
+classify:
+  - name: stream quota
+    sse: {event: error, json: {path: "errors[*].code", equals: 429}}
+    outcome: fatal
+  - name: blocked by header
+    header: [{name: X-Blocked, equals: YES}, {name: x-region, regex: "^eu-"}]
+    outcome: fatal
+    message: blocked
+  - name: no error object
+    status: 202
+    json: {path: error, exists: false}
+    outcome: success
+  - status: 418
+    outcome: fatal
+  - name: gateway page
+    status: 429
+    body_regex: "(?i)<html"
+    header: {name: x-upstream, present: false}
+    outcome: rate_limited
+  - name: limited
+    status: 429
+    outcome: rate_limited
+  - name: numeric code
+    json: {path: error.code, one_of: [503, "busy"]}
+    outcome: transient
+  - name: success
+    status: 200
+    outcome: success
+rate_limits:
+  retry_hints:
+    - {json: "error.details[*].retryDelay", format: duration}
+    - {body_regex: "retry after (\\d+) seconds", format: seconds}
+    - {header: x-reset-at, format: epoch_seconds}
+  buckets:
+    - {kind: requests, window_seconds: 86400, limit: x-limit, remaining: x-remaining, reset: x-reset, reset_format: seconds}
+"#;
+
+    fn classifier() -> Classifier {
+        let p = crate::config::parse_provider(std::path::Path::new("test.yaml"), PROVIDER).unwrap();
+        Classifier::new(&p).unwrap()
+    }
+
+    fn at() -> SystemTime {
+        httpdate::parse_http_date("Sat, 25 Jul 2026 12:04:30 GMT").unwrap()
+    }
+
+    fn resp(status: u16, headers: &[(&str, &[u8])], body: &[u8]) -> ResponseData {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        ResponseData {
+            status: Some(status),
+            headers: map,
+            body: Bytes::copy_from_slice(body),
+            events: Vec::new(),
+            transport_error: None,
+            received_at: Some(at()),
+        }
+    }
+
+    fn verdict(c: &Classifier, r: &ResponseData) -> (Outcome, String, Option<String>) {
+        let v = c.classify(r);
+        (v.outcome, v.rule, v.message)
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn no_response_is_a_transient_network_failure() {
+        let c = classifier();
+        let mut r = ResponseData {
+            transport_error: some("connect: connection refused"),
+            ..ResponseData::default()
+        };
+        assert_eq!(
+            verdict(&c, &r),
+            (
+                Outcome::Transient,
+                "network".into(),
+                some("connect: connection refused")
+            )
+        );
+        r.transport_error = None;
+        assert_eq!(
+            verdict(&c, &r),
+            (Outcome::Transient, "network".into(), some("no response"))
+        );
+    }
+
+    #[test]
+    fn a_cut_response_never_counts_as_success() {
+        let c = classifier();
+        let mut r = resp(200, &[], b"{\"choices\":[{\"text\":\"hel");
+        r.transport_error = some("body truncated after 23 bytes");
+        assert_eq!(
+            verdict(&c, &r),
+            (
+                Outcome::Transient,
+                "network".into(),
+                some("body truncated after 23 bytes")
+            )
+        );
+        // The status line that did arrive still decides.
+        let mut r = resp(429, &[], b"{\"error\":");
+        r.transport_error = some("connection reset");
+        assert_eq!(
+            verdict(&c, &r),
+            (
+                Outcome::RateLimited,
+                "limited".into(),
+                some("HTTP 429 (limited): {\"error\":")
+            )
+        );
+    }
+
+    #[test]
+    fn conditions_are_anded_and_the_first_rule_wins() {
+        let c = classifier();
+        // Both header conditions, case-insensitive equality.
+        let r = resp(200, &[("x-blocked", b"yes"), ("x-region", b"eu-west")], b"");
+        assert_eq!(
+            verdict(&c, &r),
+            (Outcome::Fatal, "blocked by header".into(), some("blocked"))
+        );
+        let r = resp(200, &[("x-blocked", b"yes"), ("x-region", b"us-east")], b"");
+        assert_eq!(verdict(&c, &r).1, "success");
+        // `present: false` and a body regex.
+        let page = b"<HTML><body>429 Too Many Requests</body></HTML>";
+        assert_eq!(verdict(&c, &resp(429, &[], page)).1, "gateway page");
+        assert_eq!(
+            verdict(&c, &resp(429, &[("x-upstream", b"1")], page)).1,
+            "limited"
+        );
+    }
+
+    #[test]
+    fn json_conditions_need_a_json_body() {
+        let c = classifier();
+        assert_eq!(
+            verdict(&c, &resp(202, &[], b" \n{\"ok\":true}")),
+            (Outcome::Success, "no error object".into(), None)
+        );
+        assert_eq!(
+            verdict(&c, &resp(202, &[], b"{\"error\":null}")).1,
+            "no error object"
+        );
+        // `exists: false` does not match a body that is not JSON at all.
+        assert_eq!(verdict(&c, &resp(202, &[], b"accepted")).1, "unmatched");
+        assert_eq!(
+            verdict(&c, &resp(202, &[], b"{\"error\":{}}")).1,
+            "unmatched"
+        );
+        // Numbers compare by value; `one_of` mixes types.
+        assert_eq!(
+            verdict(&c, &resp(400, &[], b"{\"error\":{\"code\":503.0}}")).1,
+            "numeric code"
+        );
+        assert_eq!(
+            verdict(&c, &resp(400, &[], b"{\"error\":{\"code\":\"busy\"}}")).1,
+            "numeric code"
+        );
+        assert_eq!(
+            verdict(&c, &resp(400, &[], b"{\"error\":{\"code\":\"503\"}}")).1,
+            "unmatched"
+        );
+    }
+
+    #[test]
+    fn sse_conditions_look_at_any_event() {
+        let c = classifier();
+        let body = b"data: {\"x\":1}\n\nevent: error\ndata: {\"errors\":[{\"code\":1},{\"code\":429}]}\n\ndata: [DONE]\n\n";
+        let mut r = resp(200, &[], body);
+        r.events = parse_sse(body);
+        assert_eq!(
+            verdict(&c, &r),
+            (
+                Outcome::Fatal,
+                "stream quota".into(),
+                some("HTTP 200 (stream quota): {\"errors\":[{\"code\":1},{\"code\":429}]}")
+            )
+        );
+        assert!(c.is_stream_done(&r.events[2]));
+        assert!(!c.is_stream_done(&r.events[0]));
+        // Same JSON under another event name: no match.
+        let body = b"event: message\ndata: {\"errors\":[{\"code\":429}]}\n\n";
+        r.events = parse_sse(body);
+        assert_eq!(verdict(&c, &r).1, "success");
+    }
+
+    #[test]
+    fn unmatched_and_unnamed_rules_explain_themselves() {
+        let c = classifier();
+        assert_eq!(
+            verdict(&c, &resp(418, &[], b"I'm a\n\tteapot")),
+            (
+                Outcome::Fatal,
+                "rule #4".into(),
+                some("HTTP 418 (rule #4): I'm a teapot")
+            )
+        );
+        assert_eq!(
+            verdict(&c, &resp(451, &[], b"")),
+            (
+                Outcome::Fatal,
+                "unmatched".into(),
+                some("HTTP 451 matched no classify rule of provider test; body: (empty)")
+            )
+        );
+        assert_eq!(
+            verdict(&c, &resp(502, &[], b"<html>Bad Gateway</html>")),
+            (Outcome::Transient, "unmatched 5xx".into(), some("HTTP 502 matched no classify rule of provider test; body: <html>Bad Gateway</html>"))
+        );
+    }
+
+    #[test]
+    fn hostile_bytes_never_panic() {
+        let c = classifier();
+        let mut noise = Vec::new();
+        for i in 0..3000u32 {
+            noise.push((i.wrapping_mul(2_654_435_761) >> 11) as u8);
+        }
+        let mut r = resp(
+            429,
+            &[
+                ("x-region", b"\xff\xfe"),
+                ("x-remaining", b"\xff"),
+                ("x-reset", b"\xc3\x28"),
+                ("retry-after", b"\xff"),
+            ],
+            &noise,
+        );
+        r.events = parse_sse(&noise);
+        let v = c.classify(&r);
+        assert_eq!(
+            (v.outcome, v.rule.as_str()),
+            (Outcome::RateLimited, "limited")
+        );
+        let message = v.message.unwrap();
+        assert!(
+            message.chars().count() <= "HTTP 429 (limited): ".len() + SNIPPET_CHARS,
+            "{message}"
+        );
+        assert!(!message.contains('\n'));
+        let _ = c.retry_hint(&r);
+        let _ = c.usage(&r);
+        assert_eq!(
+            c.buckets(&r),
+            vec![BucketReading {
+                kind: BucketKind::Requests,
+                window_seconds: 86400,
+                limit: None,
+                remaining: None,
+                reset: None
+            }]
+        );
+        assert_eq!(
+            c.rate_limit_headers(&r),
+            BTreeMap::from([
+                ("x-remaining".to_string(), "\u{fffd}".to_string()),
+                ("x-reset".to_string(), "\u{fffd}(".to_string())
+            ])
+        );
+    }
+
+    #[test]
+    fn retry_hints_from_json_body_regex_and_epoch_headers() {
+        let c = classifier();
+        // Gemini-style RetryInfo in the body: the first valid element.
+        let body = br#"{"error":{"details":[{"retryDelay":"soon"},{"retryDelay":"47s"}]}}"#;
+        assert_eq!(
+            c.retry_hint(&resp(429, &[], body)),
+            Some(Duration::from_secs(47))
+        );
+        // Azure-style text.
+        let body = b"{\"error\":{\"code\":\"429\",\"message\":\"Please retry after 6 seconds.\"}}";
+        assert_eq!(
+            c.retry_hint(&resp(429, &[], body)),
+            Some(Duration::from_secs(6))
+        );
+        // Epoch seconds, relative to the response's date.
+        let epoch = (at()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 20)
+            .to_string();
+        let r = resp(
+            429,
+            &[
+                ("x-reset-at", epoch.as_bytes()),
+                ("date", b"Sat, 25 Jul 2026 12:04:30 GMT"),
+            ],
+            b"",
+        );
+        assert_eq!(c.retry_hint(&r), Some(Duration::from_secs(20)));
+        // Nothing valid, no exhausted bucket: no hint. Remaining 1 is not exhausted.
+        let r = resp(
+            429,
+            &[("x-remaining", b"1"), ("x-reset", b"30")],
+            b"Too many requests",
+        );
+        assert_eq!(c.retry_hint(&r), None);
+        let r = resp(
+            429,
+            &[("x-remaining", b"0"), ("x-reset", b"30")],
+            b"Too many requests",
+        );
+        assert_eq!(c.retry_hint(&r), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn usage_from_bodies_and_streams() {
+        let c = classifier();
+        let u = |input, output| Usage {
+            input_tokens: input,
+            output_tokens: output,
+        };
+        // The first path that holds a count; integral floats count; negatives and text do not.
+        assert_eq!(
+            c.usage(&resp(
+                200,
+                &[],
+                br#"{"usage":{"input":null,"prompt_tokens":7,"output":12.0}}"#
+            )),
+            u(Some(7), Some(12))
+        );
+        assert_eq!(
+            c.usage(&resp(
+                200,
+                &[],
+                br#"{"usage":{"input":-3,"prompt_tokens":"7","output":1.5}}"#
+            )),
+            u(None, None)
+        );
+        assert_eq!(c.usage(&resp(200, &[], b"not json")), u(None, None));
+        // Streams: the last event that carries a count wins.
+        let body = b"data: {\"usage\":{\"input\":5,\"output\":1}}\n\ndata: {\"usage\":null}\n\ndata: {\"usage\":{\"output\":9}}\n\ndata: [DONE]\n\n";
+        let mut r = resp(200, &[], body);
+        r.events = parse_sse(body);
+        assert_eq!(c.usage(&r), u(Some(5), Some(9)));
+        // `inspect` agrees with the separate calls.
+        assert_eq!(
+            c.inspect(&r),
+            Inspection {
+                classified: c.classify(&r),
+                usage: c.usage(&r),
+                retry_hint: c.retry_hint(&r)
+            }
+        );
+    }
+
+    #[test]
+    fn rate_limit_headers_keep_every_value() {
+        let c = classifier();
+        let r = resp(
+            200,
+            &[
+                ("x-limit", b"100"),
+                ("x-remaining", b"1"),
+                ("x-remaining", b"2"),
+                ("x-other", b"z"),
+            ],
+            b"",
+        );
+        assert_eq!(
+            c.rate_limit_headers(&r),
+            BTreeMap::from([
+                ("x-limit".to_string(), "100".to_string()),
+                ("x-remaining".to_string(), "1, 2".to_string())
+            ])
+        );
+        assert_eq!(c.buckets(&resp(200, &[], b"")), vec![]);
+    }
+
+    #[test]
+    fn snippets_are_short_single_line_utf8() {
+        assert_eq!(snippet(b""), "");
+        assert_eq!(snippet(b"  \r\n a \t\n b \n"), "a b");
+        assert_eq!(snippet(b"caf\xc3\xa9 \xff ok"), "café \u{fffd} ok");
+        let long = "é".repeat(1000);
+        let s = snippet(long.as_bytes());
+        assert_eq!(s.chars().count(), SNIPPET_CHARS);
+        assert_eq!(s, format!("{}…", "é".repeat(SNIPPET_CHARS - 1)));
+        let exact = "x".repeat(SNIPPET_CHARS - 1);
+        assert_eq!(snippet(exact.as_bytes()), exact);
+    }
 }

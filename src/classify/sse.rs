@@ -85,7 +85,9 @@ impl SseParser {
     fn line_done(&mut self, mut line: &[u8], events: &mut Vec<SseEvent>) {
         if self.at_start {
             self.at_start = false;
-            line = line.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(line);
+            line = line
+                .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+                .unwrap_or(line);
         }
         if line.is_empty() {
             self.dispatch(events);
@@ -97,7 +99,10 @@ impl SseParser {
         let (field, value) = match line.iter().position(|&b| b == b':') {
             Some(colon) => {
                 let value = &line[colon + 1..];
-                (&line[..colon], value.strip_prefix(b" ".as_slice()).unwrap_or(value))
+                (
+                    &line[..colon],
+                    value.strip_prefix(b" ".as_slice()).unwrap_or(value),
+                )
             }
             None => (line, &[][..]),
         };
@@ -156,16 +161,28 @@ mod tests {
     fn events_with_names_and_json() {
         let body = b"event: message_start\ndata: {\"type\":\"message_start\"}\n\nevent: ping\ndata: {\"type\": \"ping\"}\n\n";
         let events = parse_sse(body);
-        assert_eq!(events, vec![ev(Some("message_start"), "{\"type\":\"message_start\"}"), ev(Some("ping"), "{\"type\": \"ping\"}")]);
+        assert_eq!(
+            events,
+            vec![
+                ev(Some("message_start"), "{\"type\":\"message_start\"}"),
+                ev(Some("ping"), "{\"type\": \"ping\"}")
+            ]
+        );
         assert_eq!(events[0].json, Some(json!({"type": "message_start"})));
     }
 
     #[test]
     fn crlf_and_lone_cr_end_lines() {
         let crlf = b"event: a\r\ndata: {\"x\":1}\r\n\r\ndata: {\"x\":2}\r\n\r\n";
-        assert_eq!(parse_sse(crlf), vec![ev(Some("a"), "{\"x\":1}"), ev(None, "{\"x\":2}")]);
+        assert_eq!(
+            parse_sse(crlf),
+            vec![ev(Some("a"), "{\"x\":1}"), ev(None, "{\"x\":2}")]
+        );
         let cr = b"event: a\rdata: {\"x\":1}\r\rdata: {\"x\":2}\r\r";
-        assert_eq!(parse_sse(cr), vec![ev(Some("a"), "{\"x\":1}"), ev(None, "{\"x\":2}")]);
+        assert_eq!(
+            parse_sse(cr),
+            vec![ev(Some("a"), "{\"x\":1}"), ev(None, "{\"x\":2}")]
+        );
     }
 
     #[test]
@@ -180,7 +197,10 @@ mod tests {
     fn multi_line_data_joins_with_newlines() {
         let body = b"data: {\"a\":\ndata: 1}\n\ndata:no-space\ndata:  two spaces\n\n";
         let events = parse_sse(body);
-        assert_eq!(events, vec![ev(None, "{\"a\":\n1}"), ev(None, "no-space\n two spaces")]);
+        assert_eq!(
+            events,
+            vec![ev(None, "{\"a\":\n1}"), ev(None, "no-space\n two spaces")]
+        );
         assert_eq!(events[0].json, Some(json!({"a": 1})));
         // `data` with no colon is an empty data line.
         assert_eq!(parse_sse(b"data\ndata\n\n"), vec![ev(None, "\n")]);
@@ -191,21 +211,42 @@ mod tests {
         let body = b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n";
         let events = parse_sse(body);
         assert_eq!(events.len(), 2);
-        assert_eq!(events[1], SseEvent { event: None, data: "[DONE]".into(), json: None });
+        assert_eq!(
+            events[1],
+            SseEvent {
+                event: None,
+                data: "[DONE]".into(),
+                json: None
+            }
+        );
     }
 
     #[test]
     fn trailing_partial_event_is_kept() {
         let body = b"data: {\"x\":1}\n\nevent: error\ndata: {\"type\":\"error\"}";
-        assert_eq!(parse_sse(body), vec![ev(None, "{\"x\":1}"), ev(Some("error"), "{\"type\":\"error\"}")]);
+        assert_eq!(
+            parse_sse(body),
+            vec![
+                ev(None, "{\"x\":1}"),
+                ev(Some("error"), "{\"type\":\"error\"}")
+            ]
+        );
         // Cut in the middle of the JSON: the data is kept, it is not JSON.
         let cut = parse_sse(b"data: {\"x\":");
-        assert_eq!(cut, vec![SseEvent { event: None, data: "{\"x\":".into(), json: None }]);
+        assert_eq!(
+            cut,
+            vec![SseEvent {
+                event: None,
+                data: "{\"x\":".into(),
+                json: None
+            }]
+        );
     }
 
     #[test]
     fn chunks_may_split_lines_and_crlf_anywhere() {
-        let body: &[u8] = b"\xEF\xBB\xBFevent: a\r\ndata: {\"x\":1}\r\n\r\n: c\r\ndata: [DONE]\r\n\r\n";
+        let body: &[u8] =
+            b"\xEF\xBB\xBFevent: a\r\ndata: {\"x\":1}\r\n\r\n: c\r\ndata: [DONE]\r\n\r\n";
         let whole = parse_sse(body);
         assert_eq!(whole, vec![ev(Some("a"), "{\"x\":1}"), ev(None, "[DONE]")]);
         for split in 0..body.len() {
