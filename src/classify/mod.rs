@@ -55,7 +55,7 @@ pub struct SseEvent {
     pub event: Option<String>,
     /// The `data:` lines joined by `\n`.
     pub data: String,
-    /// `data` parsed as JSON, when it is JSON.
+    /// `data` parsed as JSON, when it is a JSON object or array (`[DONE]` is not).
     pub json: Option<serde_json::Value>,
 }
 
@@ -911,6 +911,12 @@ rate_limits:
 
     fn some(s: &str) -> Option<String> {
         Some(s.to_string())
+    }
+
+    #[test]
+    fn one_classifier_is_shared_by_every_worker() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Classifier>();
     }
 
     #[test]
