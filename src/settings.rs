@@ -93,11 +93,17 @@ pub fn load_scenario(name: &str) -> Result<(Scenario, PathBuf), Error> {
     if local.is_file() {
         return Ok((config::load_scenario(&local)?, local));
     }
-    if let Some((file, text)) = BUILTIN_SCENARIOS.iter().find(|(f, _)| f.strip_suffix(".yaml") == Some(name)) {
+    if let Some((file, text)) = BUILTIN_SCENARIOS
+        .iter()
+        .find(|(f, _)| f.strip_suffix(".yaml") == Some(name))
+    {
         let path = Path::new("scenarios").join(file);
         return Ok((config::parse_scenario(&path, text)?, path));
     }
-    let known: Vec<&str> = BUILTIN_SCENARIOS.iter().filter_map(|(f, _)| f.strip_suffix(".yaml")).collect();
+    let known: Vec<&str> = BUILTIN_SCENARIOS
+        .iter()
+        .filter_map(|(f, _)| f.strip_suffix(".yaml"))
+        .collect();
     Err(Error::Usage(format!(
         "no scenario `{name}`: not a file, not scenarios/{name}.yaml, not built in (built in: {})",
         known.join(", ")
@@ -110,10 +116,18 @@ fn usage(msg: impl Into<String>) -> Error {
 
 /// Reads a prompt file: it must exist, be a file, be UTF-8 and hold some text.
 fn read_prompt(path: &Path) -> Result<String, Error> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| usage(format!("{}: cannot read prompt file: {}", path.display(), config::io_reason(&e))))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        usage(format!(
+            "{}: cannot read prompt file: {}",
+            path.display(),
+            config::io_reason(&e)
+        ))
+    })?;
     if meta.is_dir() {
-        return Err(usage(format!("{}: prompt file is a directory", path.display())));
+        return Err(usage(format!(
+            "{}: prompt file is a directory",
+            path.display()
+        )));
     }
     if meta.len() > MAX_PROMPT_BYTES {
         return Err(usage(format!(
@@ -122,9 +136,15 @@ fn read_prompt(path: &Path) -> Result<String, Error> {
             meta.len()
         )));
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| usage(format!("{}: cannot read prompt file: {}", path.display(), config::io_reason(&e))))?;
-    let text = String::from_utf8(bytes).map_err(|_| usage(format!("{}: prompt file is not UTF-8 text", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        usage(format!(
+            "{}: cannot read prompt file: {}",
+            path.display(),
+            config::io_reason(&e)
+        ))
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| usage(format!("{}: prompt file is not UTF-8 text", path.display())))?;
     if text.trim().is_empty() {
         return Err(usage(format!("{}: prompt file is empty", path.display())));
     }
@@ -133,7 +153,20 @@ fn read_prompt(path: &Path) -> Result<String, Error> {
 
 /// Resolves flags and an optional scenario into settings. Loads the provider registry
 /// and keys; everything that can be checked before a request is sent is checked here.
-pub fn resolve(args: &ProbeArgs, scenario: Option<(&Scenario, &Path)>) -> Result<ProbeSettings, Error> {
+pub fn resolve(
+    args: &ProbeArgs,
+    scenario: Option<(&Scenario, &Path)>,
+) -> Result<ProbeSettings, Error> {
+    resolve_with(args, scenario, true)
+}
+
+/// [`resolve`], where `need_key: false` lets a missing key pass (the dry run `plan`,
+/// which sends nothing and shows the key as `***`).
+pub fn resolve_with(
+    args: &ProbeArgs,
+    scenario: Option<(&Scenario, &Path)>,
+    need_key: bool,
+) -> Result<ProbeSettings, Error> {
     let default_scenario = Scenario::default();
     let (sc, sc_path) = match scenario {
         Some((s, p)) => (s, Some(p)),
@@ -169,7 +202,10 @@ pub fn resolve(args: &ProbeArgs, scenario: Option<(&Scenario, &Path)>) -> Result
         return Err(usage("--max-workers must be at least 1"));
     }
     if planner.max_workers > 100_000 {
-        return Err(usage(format!("--max-workers {} is more than 100000", planner.max_workers)));
+        return Err(usage(format!(
+            "--max-workers {} is more than 100000",
+            planner.max_workers
+        )));
     }
 
     let prompt = match (&args.prompt_file, &sc.prompt, &sc.prompt_file) {
@@ -182,7 +218,10 @@ pub fn resolve(args: &ProbeArgs, scenario: Option<(&Scenario, &Path)>) -> Result
         (None, None, None) => DEFAULT_PROMPT.to_string(),
     };
 
-    let min_output_tokens = args.min_output_tokens.or(sc.min_output_tokens).unwrap_or(DEFAULT_MIN_OUTPUT_TOKENS);
+    let min_output_tokens = args
+        .min_output_tokens
+        .or(sc.min_output_tokens)
+        .unwrap_or(DEFAULT_MIN_OUTPUT_TOKENS);
     let max_tokens = args
         .max_tokens
         .or(sc.max_tokens)
@@ -192,10 +231,22 @@ pub fn resolve(args: &ProbeArgs, scenario: Option<(&Scenario, &Path)>) -> Result
     }
 
     let ms = Duration::from_millis;
-    let cooldown = args.cooldown.or(sc.cooldown.default_ms.map(ms)).unwrap_or(DEFAULT_COOLDOWN);
-    let max_cooldown = args.max_cooldown.or(sc.cooldown.max_ms.map(ms)).unwrap_or(DEFAULT_MAX_COOLDOWN);
-    let request_timeout = args.timeout.or(sc.timeouts.request_ms.map(ms)).unwrap_or(DEFAULT_REQUEST_TIMEOUT);
-    let connect_timeout = args.connect_timeout.or(sc.timeouts.connect_ms.map(ms)).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let cooldown = args
+        .cooldown
+        .or(sc.cooldown.default_ms.map(ms))
+        .unwrap_or(DEFAULT_COOLDOWN);
+    let max_cooldown = args
+        .max_cooldown
+        .or(sc.cooldown.max_ms.map(ms))
+        .unwrap_or(DEFAULT_MAX_COOLDOWN);
+    let request_timeout = args
+        .timeout
+        .or(sc.timeouts.request_ms.map(ms))
+        .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+    let connect_timeout = args
+        .connect_timeout
+        .or(sc.timeouts.connect_ms.map(ms))
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     if request_timeout.is_zero() || connect_timeout.is_zero() {
         return Err(usage("--timeout and --connect-timeout must be above 0"));
     }
@@ -206,7 +257,9 @@ pub fn resolve(args: &ProbeArgs, scenario: Option<(&Scenario, &Path)>) -> Result
     }
     if let Some(c) = args.max_cost {
         if !(c.is_finite() && c > 0.0) {
-            return Err(usage(format!("--max-cost {c} must be a positive number of US dollars")));
+            return Err(usage(format!(
+                "--max-cost {c} must be a positive number of US dollars"
+            )));
         }
         if provider.pricing.is_none() {
             return Err(usage(format!(
@@ -216,7 +269,9 @@ pub fn resolve(args: &ProbeArgs, scenario: Option<(&Scenario, &Path)>) -> Result
         }
     }
     if args.max_prompts == Some(0) || args.max_output_tokens == Some(0) {
-        return Err(usage("--max-prompts and --max-output-tokens must be at least 1"));
+        return Err(usage(
+            "--max-prompts and --max-output-tokens must be at least 1",
+        ));
     }
     if let Some(ca) = &args.ca_cert {
         if !ca.is_file() {
@@ -228,11 +283,14 @@ pub fn resolve(args: &ProbeArgs, scenario: Option<(&Scenario, &Path)>) -> Result
 
     // Keys and env variables, checked before anything is sent.
     let keys = Keys::load(args.keys_file.as_deref())?;
+    if let Some(w) = keys.warning() {
+        eprintln!("{w}");
+    }
     let api_key = match &provider.auth.key_env {
         Some(name) => match keys.get(name) {
             Some(k) => Some(k),
             // The built-in simulator needs no key, whatever the provider file says.
-            None if provider.auth.optional || simulator.is_some() => None,
+            None if provider.auth.optional || simulator.is_some() || !need_key => None,
             None => return Err(keys.require(name).unwrap_err().into()),
         },
         None => None,
@@ -247,7 +305,9 @@ pub fn resolve(args: &ProbeArgs, scenario: Option<(&Scenario, &Path)>) -> Result
                 return Err(Error::Usage(format!(
                     "provider `{}` reads `env.{name}`: set {name} in the environment or in {}",
                     provider.name,
-                    keys.file().map(|f| f.display().to_string()).unwrap_or_else(|| ".env".into())
+                    keys.file()
+                        .map(|f| f.display().to_string())
+                        .unwrap_or_else(|| ".env".into())
                 )))
             }
         }
@@ -255,7 +315,9 @@ pub fn resolve(args: &ProbeArgs, scenario: Option<(&Scenario, &Path)>) -> Result
 
     let mut settings = ProbeSettings {
         scenario: sc.name.clone().or_else(|| {
-            sc_path.and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned())
+            sc_path
+                .and_then(|p| p.file_stem())
+                .map(|s| s.to_string_lossy().into_owned())
         }),
         provider_source: entry.source.clone(),
         model,
@@ -265,9 +327,20 @@ pub fn resolve(args: &ProbeArgs, scenario: Option<(&Scenario, &Path)>) -> Result
         max_tokens,
         stream: args.stream || sc.stream.unwrap_or(false),
         planner,
-        max_retries: args.retries.or(sc.retries.max_retries).unwrap_or(DEFAULT_MAX_RETRIES),
-        retry_base_delay: sc.retries.base_delay_ms.map(ms).unwrap_or(DEFAULT_RETRY_BASE_DELAY),
-        retry_max_delay: sc.retries.max_delay_ms.map(ms).unwrap_or(DEFAULT_RETRY_MAX_DELAY),
+        max_retries: args
+            .retries
+            .or(sc.retries.max_retries)
+            .unwrap_or(DEFAULT_MAX_RETRIES),
+        retry_base_delay: sc
+            .retries
+            .base_delay_ms
+            .map(ms)
+            .unwrap_or(DEFAULT_RETRY_BASE_DELAY),
+        retry_max_delay: sc
+            .retries
+            .max_delay_ms
+            .map(ms)
+            .unwrap_or(DEFAULT_RETRY_MAX_DELAY),
         connect_timeout,
         request_timeout,
         cooldown,
@@ -300,7 +373,11 @@ impl ProbeSettings {
             model: self.model.clone(),
             prompt: self.prompt.clone(),
             max_tokens: self.max_tokens,
-            api_key: self.api_key.as_ref().map(|k| k.expose().to_string()).unwrap_or_default(),
+            api_key: self
+                .api_key
+                .as_ref()
+                .map(|k| k.expose().to_string())
+                .unwrap_or_default(),
             base_url: base_url.to_string(),
             stream: self.stream,
             env: self.env.clone(),
@@ -311,20 +388,29 @@ impl ProbeSettings {
     /// and checking it: http(s) only, and no key over plain http to a remote host.
     pub fn set_base_url(&mut self, over: Option<&str>) -> Result<(), Error> {
         let raw = over.unwrap_or(&self.provider.base_url).to_string();
-        let rendered = template::render_str(&raw, &self.vars("")).map_err(|e| usage(format!("base URL `{raw}`: {e}")))?;
-        let uri: http::Uri = rendered
-            .parse()
-            .map_err(|_| usage(format!("base URL `{rendered}` is not a URL (expected e.g. https://api.openai.com/v1)")))?;
+        let rendered = template::render_str(&raw, &self.vars(""))
+            .map_err(|e| usage(format!("base URL `{raw}`: {e}")))?;
+        let uri: http::Uri = rendered.parse().map_err(|_| {
+            usage(format!(
+                "base URL `{rendered}` is not a URL (expected e.g. https://api.openai.com/v1)"
+            ))
+        })?;
         let scheme = uri.scheme_str().unwrap_or("");
         if scheme != "http" && scheme != "https" {
-            return Err(usage(format!("base URL `{rendered}` must start with http:// or https://")));
+            return Err(usage(format!(
+                "base URL `{rendered}` must start with http:// or https://"
+            )));
         }
         let host = uri.host().unwrap_or("");
         if host.is_empty() {
             return Err(usage(format!("base URL `{rendered}` has no host")));
         }
-        let has_key = self.api_key.as_ref().is_some_and(|k| !k.expose().is_empty());
-        if scheme == "http" && has_key && !is_loopback(host) && !self.provider.auth.allow_plain_http {
+        let has_key = self
+            .api_key
+            .as_ref()
+            .is_some_and(|k| !k.expose().is_empty());
+        if scheme == "http" && has_key && !is_loopback(host) && !self.provider.auth.allow_plain_http
+        {
             return Err(usage(format!(
                 "refusing to send {} over plain http to {host}: use https, or set `auth.allow_plain_http: true` in the provider file",
                 self.provider.auth.key_env.as_deref().unwrap_or("the API key")
@@ -349,5 +435,7 @@ impl ProbeSettings {
 pub fn is_loopback(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+        || h.parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
 }

@@ -298,3 +298,18 @@ fn schema_command_prints_the_committed_schema() {
         assert_eq!(String::from_utf8(out.stdout).unwrap(), committed);
     }
 }
+
+#[test]
+fn the_readme_provider_example_validates() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find("```yaml\n# yaml-language-server")
+        .expect("README has the provider example")
+        + "```yaml\n".len();
+    let len = readme[start..].find("```").unwrap();
+    let example = &readme[start..start + len];
+    let p = parse_provider(Path::new("README.md"), example).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.name, "acme");
+    assert_eq!(p.classify.len(), 4);
+}

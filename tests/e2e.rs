@@ -29,7 +29,18 @@ fn openai_flavor_cap_24_recommends_21() {
     let base = sim.openai_base_url();
     let out = run_in(
         dir.path(),
-        &["--model", "gpt-4o", "--provider", "openai", "--base-url", &base, "--output-file", "result.json", "--min-output-tokens", "50"],
+        &[
+            "--model",
+            "gpt-4o",
+            "--provider",
+            "openai",
+            "--base-url",
+            &base,
+            "--output-file",
+            "result.json",
+            "--min-output-tokens",
+            "50",
+        ],
         &[("OPENAI_API_KEY", "sk-test-e2e")],
     );
     assert_eq!(stdout(&out), "21\n", "stderr:\n{}", stderr(&out));
@@ -37,18 +48,39 @@ fn openai_flavor_cap_24_recommends_21() {
     let result = read_result(&dir.path().join("result.json"));
     assert_eq!(
         steps_of(&result),
-        step_list(&[(3, "passed"), (6, "passed"), (12, "passed"), (18, "passed"), (27, "rate_limited"), (21, "passed")])
+        step_list(&[
+            (3, "passed"),
+            (6, "passed"),
+            (12, "passed"),
+            (18, "passed"),
+            (27, "rate_limited"),
+            (21, "passed")
+        ])
     );
     assert_eq!(result["model"], "gpt-4o");
     assert_eq!(result["recommended_workers"], 21);
     assert_eq!(result["max_tested"], 27);
     // The spec's run shape: these keys on every run.
     for run in result["runs"].as_array().unwrap() {
-        for key in ["workers", "prompts", "success", "rate_limited", "status", "duration_ms", "timestamp", "error"] {
+        for key in [
+            "workers",
+            "prompts",
+            "success",
+            "rate_limited",
+            "status",
+            "duration_ms",
+            "timestamp",
+            "error",
+        ] {
             assert!(run.get(key).is_some(), "run lacks `{key}`: {run}");
         }
     }
-    let prompts: Vec<u64> = result["runs"].as_array().unwrap().iter().map(|r| r["prompts"].as_u64().unwrap()).collect();
+    let prompts: Vec<u64> = result["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["prompts"].as_u64().unwrap())
+        .collect();
     assert_eq!(prompts, vec![6, 12, 24, 36, 54, 42]);
     assert_eq!(sim.stats().max_in_flight, 24);
 }
@@ -60,14 +92,32 @@ fn anthropic_flavor_cap_24_recommends_21() {
     let base = sim.anthropic_base_url();
     let out = run_in(
         dir.path(),
-        &["--model", "claude-sonnet-4", "--provider", "anthropic", "--base-url", &base, "--output-file", "r.json", "--min-output-tokens", "50"],
+        &[
+            "--model",
+            "claude-sonnet-4",
+            "--provider",
+            "anthropic",
+            "--base-url",
+            &base,
+            "--output-file",
+            "r.json",
+            "--min-output-tokens",
+            "50",
+        ],
         &[("ANTHROPIC_API_KEY", "sk-ant-test-e2e")],
     );
     assert_eq!(stdout(&out), "21\n", "stderr:\n{}", stderr(&out));
     let result = read_result(&dir.path().join("r.json"));
     assert_eq!(
         steps_of(&result),
-        step_list(&[(3, "passed"), (6, "passed"), (12, "passed"), (18, "passed"), (27, "rate_limited"), (21, "passed")])
+        step_list(&[
+            (3, "passed"),
+            (6, "passed"),
+            (12, "passed"),
+            (18, "passed"),
+            (27, "rate_limited"),
+            (21, "passed")
+        ])
     );
 }
 
@@ -94,16 +144,32 @@ impl Nginx {
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let child = Command::new(nginx)
-            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf"), "-g", "daemon off;"])
+            .args([
+                "-p",
+                &d.to_string(),
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-g",
+                "daemon off;",
+            ])
             .spawn()
             .expect("nginx starts");
+        // Owned from here on: Drop kills and reaps it whatever happens below.
+        let server = Nginx {
+            child,
+            port,
+            _dir: dir,
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Nginx { child, port, _dir: dir };
+                return server;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("nginx did not listen on {port}: {}", std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default());
+        panic!(
+            "nginx did not listen on {port}: {}",
+            std::fs::read_to_string(server._dir.path().join("error.log")).unwrap_or_default()
+        );
     }
 }
 
@@ -128,15 +194,41 @@ fn nginx_limit_conn_10_recommends_9() {
     let base = format!("http://127.0.0.1:{}/v1", nginx.port);
     let out = run_in(
         dir.path(),
-        &["--model", "gpt-4o", "--provider", "openai", "--base-url", &base, "--output-file", "r.json", "--cooldown", "1s", "--min-output-tokens", "50"],
+        &[
+            "--model",
+            "gpt-4o",
+            "--provider",
+            "openai",
+            "--base-url",
+            &base,
+            "--output-file",
+            "r.json",
+            "--cooldown",
+            "1s",
+            "--min-output-tokens",
+            "50",
+        ],
         &[("OPENAI_API_KEY", "sk-test-nginx")],
     );
     // Planner rules for a true limit of 10: 3, 6 pass; 12 fails; floor(12 × 0.8) = 9 > 6 → 9 passes.
     assert_eq!(stdout(&out), "9\n", "stderr:\n{}", stderr(&out));
     let result = read_result(&dir.path().join("r.json"));
-    assert_eq!(steps_of(&result), step_list(&[(3, "passed"), (6, "passed"), (12, "rate_limited"), (9, "passed")]));
+    assert_eq!(
+        steps_of(&result),
+        step_list(&[
+            (3, "passed"),
+            (6, "passed"),
+            (12, "rate_limited"),
+            (9, "passed")
+        ])
+    );
     // nginx answered the excess with its own HTML 429 page, which the status rule caught.
-    assert_eq!(result["runs"][2]["outcomes_by_rule"]["rate limited"].as_u64().unwrap(), result["runs"][2]["rate_limited"].as_u64().unwrap());
+    assert_eq!(
+        result["runs"][2]["outcomes_by_rule"]["rate limited"]
+            .as_u64()
+            .unwrap(),
+        result["runs"][2]["rate_limited"].as_u64().unwrap()
+    );
 }
 
 #[test]
@@ -146,5 +238,9 @@ fn demo_scenario_runs_with_no_key_and_no_network() {
     let out = run_in(root, &["run", "demo"], &[]);
     assert_eq!(stdout(&out), "21\n", "stderr:\n{}", stderr(&out));
     assert_eq!(out.status.code(), Some(0));
-    assert!(started.elapsed().as_secs() < 30, "demo took {:?}", started.elapsed());
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "demo took {:?}",
+        started.elapsed()
+    );
 }

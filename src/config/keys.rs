@@ -51,6 +51,23 @@ pub struct Keys {
     file: Option<PathBuf>,
     explicit: bool,
     from_file: HashMap<String, Secret>,
+    readable_by_others: bool,
+}
+
+/// True when group or others may read the file (Unix permissions).
+fn readable_by_others(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o044 != 0)
+            .unwrap_or(false)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
 }
 
 impl Keys {
@@ -65,6 +82,7 @@ impl Keys {
             file: Some(path.clone()),
             explicit: is_explicit,
             from_file: HashMap::new(),
+            readable_by_others: false,
         };
         match std::fs::metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !is_explicit => return Ok(keys),
@@ -91,6 +109,7 @@ impl Keys {
             reason: "is not UTF-8 text".into(),
         })?;
         keys.from_file = parse_dotenv(&path, &text)?;
+        keys.readable_by_others = readable_by_others(&path);
         Ok(keys)
     }
 
@@ -100,6 +119,7 @@ impl Keys {
             file: None,
             explicit: true,
             from_file: pairs.into_iter().map(|(k, v)| (k, Secret(v))).collect(),
+            readable_by_others: false,
         }
     }
 
@@ -130,6 +150,23 @@ impl Keys {
                 Some(f) => format!("{} (keys file)", f.display()),
                 None => "the given keys".into(),
             },
+        })
+    }
+
+    /// A warning when the keys file holds keys and others may read it.
+    pub fn warning(&self) -> Option<String> {
+        (self.readable_by_others && !self.from_file.is_empty()).then(|| {
+            format!(
+                "warning: keys file {} is readable by other users; restrict it with: chmod 600 {}",
+                self.file
+                    .as_deref()
+                    .unwrap_or(Path::new(DEFAULT_KEYS_FILE))
+                    .display(),
+                self.file
+                    .as_deref()
+                    .unwrap_or(Path::new(DEFAULT_KEYS_FILE))
+                    .display()
+            )
         })
     }
 

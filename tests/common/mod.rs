@@ -19,7 +19,11 @@ pub struct Sim {
 
 impl Sim {
     pub fn start(settings: SimulatorSettings) -> Sim {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let server = runtime
             .block_on(SimServer::start(settings, ([127, 0, 0, 1], 0).into()))
             .expect("simulator starts");
@@ -63,7 +67,16 @@ impl Drop for Sim {
 pub fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args).current_dir(dir);
-    for k in ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY", "all_proxy"] {
+    for k in [
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "https_proxy",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
         cmd.env_remove(k);
     }
     for (k, v) in env {
@@ -86,7 +99,12 @@ pub fn steps_of(result: &serde_json::Value) -> Vec<(u64, String)> {
         .as_array()
         .expect("runs")
         .iter()
-        .map(|r| (r["workers"].as_u64().unwrap(), r["status"].as_str().unwrap().to_string()))
+        .map(|r| {
+            (
+                r["workers"].as_u64().unwrap(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -94,21 +112,40 @@ pub fn steps_of(result: &serde_json::Value) -> Vec<(u64, String)> {
 pub fn read_result(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let schema: serde_json::Value = serde_json::from_str(include_str!("../../schemas/result.schema.json")).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../schemas/result.schema.json")).unwrap();
     let validator = jsonschema::options().build(&schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&value).map(|e| format!("{}: {e}", e.instance_path)).collect();
-    assert!(errors.is_empty(), "result file does not match the schema:\n{}", errors.join("\n"));
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| format!("{}: {e}", e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "result file does not match the schema:\n{}",
+        errors.join("\n")
+    );
     value
 }
 
 /// Finds a free TCP port on 127.0.0.1 (bind :0, read it back, release it).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Path of a Debian binary, or a failing test that says how to get it.
 pub fn require_binary(name: &str) -> String {
-    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"] {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ] {
         let p = format!("{dir}/{name}");
         if Path::new(&p).exists() {
             return p;
