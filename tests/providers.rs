@@ -577,7 +577,9 @@ fn rate_limit_headers_are_read_in_each_vendors_units() {
             .filter(|b| b.limit.is_some() || b.remaining.is_some() || b.reset.is_some())
             .collect();
         if got != expected {
-            failures.push(format!("{p}/{f}:\n  got      {got:?}\n  expected {expected:?}"));
+            failures.push(format!(
+                "{p}/{f}:\n  got      {got:?}\n  expected {expected:?}"
+            ));
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
@@ -597,8 +599,14 @@ fn fatal_look_alikes_say_that_lowering_concurrency_will_not_help() {
             if rule.outcome != Fatal {
                 continue;
             }
-            let at = format!("{name}: classify[{i}] `{}`", rule.name.as_deref().unwrap_or(""));
-            let message = rule.message.as_deref().unwrap_or_else(|| panic!("{at}: no message"));
+            let at = format!(
+                "{name}: classify[{i}] `{}`",
+                rule.name.as_deref().unwrap_or("")
+            );
+            let message = rule
+                .message
+                .as_deref()
+                .unwrap_or_else(|| panic!("{at}: no message"));
             let statuses: Vec<u16> = rule
                 .status
                 .iter()
@@ -619,6 +627,7 @@ fn fatal_look_alikes_say_that_lowering_concurrency_will_not_help() {
 #[test]
 fn model_globs_of_built_in_providers_never_overlap() {
     let reg = Registry::builtin().unwrap();
+    #[rustfmt::skip]
     let names: &[(&str, Option<&str>)] = &[
         ("gpt-4o", Some("openai")),
         ("gpt-4.1-mini", Some("openai")),
@@ -736,7 +745,8 @@ fn requests_render_as_each_vendor_expects() {
             ("api-key".to_string(), "KEY".to_string()),
         ]
     );
-    let azure_body = json!({"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 16});
+    let azure_body =
+        json!({"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 16});
     assert_eq!(body, azure_body);
     assert_eq!(
         render("azure-openai", "my-deployment", true).2,
@@ -763,7 +773,10 @@ fn requests_render_as_each_vendor_expects() {
         url,
         "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
     );
-    assert_eq!(body, gemini_body, "streaming is chosen by the path, not the body");
+    assert_eq!(
+        body, gemini_body,
+        "streaming is chosen by the path, not the body"
+    );
 
     // Cohere v2 chat.
     let (url, headers, body) = render("cohere", "command-a-03-2025", true);
@@ -783,6 +796,7 @@ fn requests_render_as_each_vendor_expects() {
     );
 
     // The OpenAI-compatible ones: URL, the max-tokens field, what streaming adds.
+    #[rustfmt::skip]
     let table: &[(&str, &str, &str, &str, &Value)] = &[
         ("gemini-openai", "gemini-2.5-flash", "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions", "max_tokens", &usage_opt),
         // Mistral refuses stream_options (422): usage comes by default.
