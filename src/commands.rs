@@ -4,6 +4,7 @@ use std::io::Write;
 
 use crate::cli::{Cli, Command};
 use crate::config::registry::Registry;
+use crate::config::scenario::SimulatorSettings;
 use crate::config::{self, SchemaKind};
 use crate::settings::{self, ProbeSettings};
 use crate::Error;
@@ -32,9 +33,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
             };
             print_stdout(&plan(&settings, show_request)?)
         }
-        Some(Command::Simulate { .. }) => {
-            Err(Error::Internal("this command is not built yet".into()))
-        }
+        Some(Command::Simulate { port, settings }) => simulate(port, settings),
     }
 }
 
@@ -330,4 +329,37 @@ pub fn plan(settings: &ProbeSettings, show_request: bool) -> Result<String, Erro
         let _ = writeln!(out, "\n{}", request.redact(&body));
     }
     Ok(out)
+}
+
+/// `simulate`: serves the simulated provider on 127.0.0.1 until Ctrl-C, then prints
+/// what it served.
+pub fn simulate(port: u16, settings: SimulatorSettings) -> Result<(), Error> {
+    // Check the flags before binding, so a bad value is a usage error, not a failed bind.
+    crate::simulate::config::SimConfig::resolve(&settings).map_err(Error::Usage)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async move {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let server = crate::simulate::SimServer::start(settings, addr)
+            .await
+            .map_err(|e| Error::Internal(format!("cannot listen on {addr}: {e}")))?;
+        eprintln!(
+            "simulator listening on http://{} (OpenAI base URL {}, Anthropic base URL {})",
+            server.addr,
+            server.openai_base_url(),
+            server.anthropic_base_url()
+        );
+        eprintln!("settings: {}", server.describe());
+        eprintln!("stats: GET http://{}/stats; Ctrl-C stops", server.addr);
+        let _ = tokio::signal::ctrl_c().await;
+        let s = server.stats();
+        server.shutdown().await;
+        eprintln!(
+            "served {} requests: {} ok, {} rate limited, {} faults; at most {} in flight",
+            s.requests, s.ok, s.rate_limited, s.faults, s.max_in_flight
+        );
+        Ok(())
+    })
 }
