@@ -135,8 +135,8 @@ const ROWS: &[Row] = &[
     row("anthropic", "overloaded",             Transient,   "overloaded",         NONE,        NO_USAGE),
     row("anthropic", "bad_key",                Fatal,       "bad key",            NONE,        NO_USAGE),
     row("anthropic", "request_too_large",      Fatal,       "request too large",  NONE,        NO_USAGE),
-    // message_start's output count is under message.usage: only the input is read.
-    row("anthropic", "stream_error",           Transient,   "stream overloaded",  NONE,        in_only(12)),
+    // Cut after message_start: its usage (12 in, 1 out) is what was reported.
+    row("anthropic", "stream_error",           Transient,   "stream overloaded",  NONE,        tok(12, 1)),
     // --- azure-openai (§3)
     row("azure-openai", "success",             Success,     "success",            NONE,        tok(12, 5)),
     row("azure-openai", "stream_success",      Success,     "success",            NONE,        tok(12, 5)),
