@@ -12,9 +12,15 @@ use crate::config::SchemaKind;
 /// Finds how many concurrent workers an LLM API account sustains for a model before it
 /// is rate limited, and prints that number.
 #[derive(Debug, Parser)]
-#[command(name = "find-workers-limit", version, args_conflicts_with_subcommands = true)]
-#[command(after_help = "Exit codes: 0 found, 2 usage, 3 invalid config, 4 rate limited even at 1 worker, \
-5 fatal provider error, 6 stopped by a cap or cooldown limit, 130 interrupted.")]
+#[command(
+    name = "find-workers-limit",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+#[command(
+    after_help = "Exit codes: 0 found, 2 usage, 3 invalid config, 4 rate limited even at 1 worker, \
+5 fatal provider error, 6 stopped by a cap or cooldown limit, 130 interrupted."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -151,10 +157,11 @@ pub struct ProbeArgs {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if let Ok(secs) = t.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 && secs < 1e9 {
+        if (0.0..1e9).contains(&secs) {
             return Ok(Duration::from_secs_f64(secs));
         }
         return Err(format!("`{s}` is not a duration (use e.g. 60s, 500ms, 2m)"));
     }
-    humantime::parse_duration(t).map_err(|_| format!("`{s}` is not a duration (use e.g. 60s, 500ms, 2m)"))
+    humantime::parse_duration(t)
+        .map_err(|_| format!("`{s}` is not a duration (use e.g. 60s, 500ms, 2m)"))
 }

@@ -28,7 +28,9 @@ impl JsonPath {
         while let Some((i, c)) = chars.next() {
             match c {
                 '.' => {
-                    if key.is_empty() && !matches!(segments.last(), Some(Segment::Index(_) | Segment::Any)) {
+                    if key.is_empty()
+                        && !matches!(segments.last(), Some(Segment::Index(_) | Segment::Any))
+                    {
                         return Err(format!("empty name at character {} of `{text}`", i + 1));
                     }
                     if !key.is_empty() {
@@ -105,26 +107,48 @@ mod tests {
     #[test]
     fn paths_reach_the_values_vendors_use() {
         let doc = json!({"error": {"code": "x", "details": [{"quotaId": "PerDay"}, {"retryDelay": "47s"}]}});
-        assert_eq!(JsonPath::parse("error.code").unwrap().first(&doc), Some(&json!("x")));
-        assert_eq!(JsonPath::parse("$.error.code").unwrap().first(&doc), Some(&json!("x")));
         assert_eq!(
-            JsonPath::parse("error.details[*].retryDelay").unwrap().first(&doc),
+            JsonPath::parse("error.code").unwrap().first(&doc),
+            Some(&json!("x"))
+        );
+        assert_eq!(
+            JsonPath::parse("$.error.code").unwrap().first(&doc),
+            Some(&json!("x"))
+        );
+        assert_eq!(
+            JsonPath::parse("error.details[*].retryDelay")
+                .unwrap()
+                .first(&doc),
             Some(&json!("47s"))
         );
-        assert_eq!(JsonPath::parse("error.details[0].quotaId").unwrap().find(&doc), vec![&json!("PerDay")]);
+        assert_eq!(
+            JsonPath::parse("error.details[0].quotaId")
+                .unwrap()
+                .find(&doc),
+            vec![&json!("PerDay")]
+        );
         let arr = json!([{"error": {"status": "RESOURCE_EXHAUSTED"}}]);
         assert_eq!(
             JsonPath::parse("[0].error.status").unwrap().first(&arr),
             Some(&json!("RESOURCE_EXHAUSTED"))
         );
-        assert!(JsonPath::parse("error.missing").unwrap().first(&doc).is_none());
+        assert!(JsonPath::parse("error.missing")
+            .unwrap()
+            .first(&doc)
+            .is_none());
     }
 
     #[test]
     fn bad_paths_are_rejected_with_a_reason() {
         assert_eq!(JsonPath::parse("").unwrap_err(), "empty path");
-        assert_eq!(JsonPath::parse("a..b").unwrap_err(), "empty name at character 3 of `a..b`");
-        assert_eq!(JsonPath::parse("a[x]").unwrap_err(), "`[x]` in `a[x]` is neither an index nor `[*]`");
+        assert_eq!(
+            JsonPath::parse("a..b").unwrap_err(),
+            "empty name at character 3 of `a..b`"
+        );
+        assert_eq!(
+            JsonPath::parse("a[x]").unwrap_err(),
+            "`[x]` in `a[x]` is neither an index nor `[*]`"
+        );
         assert_eq!(JsonPath::parse("a[0").unwrap_err(), "unclosed `[` in `a[0`");
     }
 }

@@ -60,5 +60,7 @@ pub fn next(_config: &PlannerConfig, _history: &[StepOutcome]) -> Decision {
 
 /// Prompts a step of `workers` sends: max(workers × prompts_per_worker, min_prompts).
 pub fn prompts_for(config: &PlannerConfig, workers: u32) -> u32 {
-    workers.saturating_mul(config.prompts_per_worker).max(config.min_prompts)
+    workers
+        .saturating_mul(config.prompts_per_worker)
+        .max(config.min_prompts)
 }

@@ -1,1 +1,407 @@
-//! The probe loop (to be written).
+//! The probe loop: the one place that joins the planner and the engine. Ask the planner
+//! for the next step, check it against the spend caps, wait out the cooldown after a
+//! rate-limited step, run the step, record it; on Ctrl-C stop and keep what was measured.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::provider::Outcome;
+use crate::engine::{Engine, StepResult, StepSpec};
+use crate::planner::{self, Decision, StepOutcome, Verdict};
+use crate::report::{self, ProbeResult, ResultSettings, RunRecord, Totals};
+use crate::settings::ProbeSettings;
+use crate::Error;
+
+/// What a probe produced: the result document (always, even when it ended in error) and
+/// the error that ended it, if one did.
+pub struct ProbeOutcome {
+    pub result: ProbeResult,
+    pub error: Option<Error>,
+}
+
+/// What the probe tells the person watching. The probe calls these; `progress.rs`
+/// draws them.
+pub trait Observer: Send {
+    fn step_started(&mut self, index: usize, workers: u32, prompts: u32);
+    fn step_finished(&mut self, index: usize, record: &RunRecord);
+    fn cooldown(&mut self, wait: Duration, reason: &str, next_workers: u32);
+    fn note(&mut self, line: &str);
+}
+
+/// An observer that prints plain lines to stderr.
+pub struct PlainLines;
+
+impl Observer for PlainLines {
+    fn step_started(&mut self, index: usize, workers: u32, prompts: u32) {
+        eprintln!("step {}: {workers} workers, {prompts} prompts", index + 1);
+    }
+    fn step_finished(&mut self, index: usize, r: &RunRecord) {
+        eprintln!(
+            "step {}: {} workers: {} ({} ok, {} rate limited, {} failed) in {:.1}s",
+            index + 1,
+            r.workers,
+            r.status.replace('_', " "),
+            r.success,
+            r.rate_limited,
+            r.failed,
+            r.duration_ms as f64 / 1000.0
+        );
+    }
+    fn cooldown(&mut self, wait: Duration, reason: &str, next_workers: u32) {
+        eprintln!(
+            "cooling down {:.1}s ({reason}) before {next_workers} workers",
+            wait.as_secs_f64()
+        );
+    }
+    fn note(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+}
+
+/// RFC 3339 UTC time with milliseconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The highest count that passed with no rate-limited step at or below it.
+fn proven(history: &[StepOutcome]) -> Option<u32> {
+    let lowest_fail = history
+        .iter()
+        .filter(|s| !s.passed)
+        .map(|s| s.workers)
+        .min();
+    history
+        .iter()
+        .filter(|s| s.passed && lowest_fail.is_none_or(|f| s.workers < f))
+        .map(|s| s.workers)
+        .max()
+}
+
+/// Estimated cost in US dollars of these tokens, when the provider has prices.
+fn cost(settings: &ProbeSettings, input: u64, output: u64) -> Option<f64> {
+    settings
+        .provider
+        .pricing
+        .as_ref()
+        .map(|p| (input as f64 * p.input_per_million + output as f64 * p.output_per_million) / 1e6)
+}
+
+/// A rough input-token count of the prompt (4 characters a token), for worst cases.
+pub fn estimated_input_tokens(settings: &ProbeSettings) -> u64 {
+    (settings.prompt.chars().count() as u64).div_ceil(4).max(1)
+}
+
+/// Why a step may not start under the spend caps, if it may not.
+fn cap_refusal(settings: &ProbeSettings, totals: &Totals, prompts: u32) -> Option<String> {
+    let caps = settings.caps;
+    let next_prompts = totals.prompts + u64::from(prompts);
+    if let Some(max) = caps.max_prompts {
+        if next_prompts > max {
+            return Some(format!(
+                "the next step ({prompts} prompts) would take the probe to {next_prompts} prompts, past --max-prompts {max}"
+            ));
+        }
+    }
+    let step_output = u64::from(prompts) * u64::from(settings.max_tokens);
+    if let Some(max) = caps.max_output_tokens {
+        let worst = totals.output_tokens + step_output;
+        if worst > max {
+            return Some(format!(
+                "the next step could take output to {worst} tokens ({prompts} prompts × max_tokens {}), past --max-output-tokens {max}",
+                settings.max_tokens
+            ));
+        }
+    }
+    if let (Some(max), Some(spent)) = (caps.max_cost_usd, totals.cost_usd.or(Some(0.0))) {
+        let step_input = u64::from(prompts) * estimated_input_tokens(settings);
+        if let Some(step_cost) = cost(settings, step_input, step_output) {
+            let worst = spent + step_cost;
+            if worst > max {
+                return Some(format!(
+                    "the next step could take the estimated cost to ${worst:.4}, past --max-cost ${max:.4}"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// A step's record for the result file.
+pub fn run_record(settings: &ProbeSettings, step: &StepResult, cooldown: Duration) -> RunRecord {
+    let lat: Vec<f64> = step
+        .prompts
+        .iter()
+        .filter(|p| p.outcome == Outcome::Success)
+        .map(|p| p.latency.as_secs_f64() * 1000.0)
+        .collect();
+    let ttft: Vec<f64> = step
+        .prompts
+        .iter()
+        .filter(|p| p.outcome == Outcome::Success)
+        .filter_map(|p| p.ttft.map(|t| t.as_secs_f64() * 1000.0))
+        .collect();
+    let input: u64 = step.prompts.iter().filter_map(|p| p.input_tokens).sum();
+    let output: u64 = step.prompts.iter().filter_map(|p| p.output_tokens).sum();
+    let success = step.success();
+    let status = if step.interrupted {
+        "interrupted"
+    } else if step.fatal.is_some() {
+        "fatal"
+    } else if step.rate_limited() > 0 {
+        "rate_limited"
+    } else {
+        "passed"
+    };
+    let mut outcomes_by_rule = std::collections::BTreeMap::new();
+    for p in &step.prompts {
+        *outcomes_by_rule.entry(p.rule.clone()).or_insert(0u32) += 1;
+    }
+    let mut warnings = Vec::new();
+    if success > 0 {
+        let mean = output as f64 / f64::from(success);
+        if mean < f64::from(settings.min_output_tokens) {
+            warnings.push(format!(
+                "mean output {mean:.0} tokens is below --min-output-tokens {}: the load was lighter than asked",
+                settings.min_output_tokens
+            ));
+        }
+    }
+    let failed = step.failed();
+    if failed > 0 && step.fatal.is_none() {
+        warnings.push(format!(
+            "{failed} prompt(s) failed after {} retries",
+            settings.max_retries
+        ));
+    }
+    let error = step.fatal.clone().or_else(|| {
+        step.prompts
+            .iter()
+            .rev()
+            .find(|p| p.outcome == Outcome::Transient || p.outcome == Outcome::RateLimited)
+            .and_then(|p| p.error.clone())
+    });
+    let secs = step.duration.as_secs_f64();
+    RunRecord {
+        workers: step.spec.workers,
+        prompts: step.prompts.len() as u32,
+        success,
+        rate_limited: step.rate_limited(),
+        failed,
+        status: status.into(),
+        duration_ms: step.duration.as_millis() as u64,
+        timestamp: rfc3339(step.started_at),
+        error,
+        retries: step.prompts.iter().map(|p| p.retries).sum(),
+        latency_ms: report::percentiles(&lat),
+        ttft_ms: report::percentiles(&ttft),
+        input_tokens: input,
+        output_tokens: output,
+        throughput_rps: if secs > 0.0 {
+            f64::from(success) / secs
+        } else {
+            0.0
+        },
+        retry_hint_ms: step.retry_hint.map(|d| d.as_millis() as u64),
+        cooldown_ms: cooldown.as_millis() as u64,
+        rate_limit_headers: step.rate_limit_headers.clone(),
+        outcomes_by_rule,
+        cost_usd: cost(settings, input, output),
+        warnings,
+    }
+}
+
+/// Sleeps `d` unless cancelled first; true when it slept the whole time.
+async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = cancel.cancelled() => false,
+    }
+}
+
+/// Runs the whole probe against `engine`.
+pub async fn run(
+    settings: &ProbeSettings,
+    engine: &Engine,
+    cancel: &CancellationToken,
+    observer: &mut dyn Observer,
+) -> ProbeOutcome {
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let mut history: Vec<StepOutcome> = Vec::new();
+    let mut runs: Vec<RunRecord> = Vec::new();
+    let mut totals = Totals::default();
+    let mut last_hint: Option<Duration> = None;
+    let mut verdict: Option<Verdict> = None;
+    let mut error: Option<Error> = None;
+    let mut outcome = "found";
+    let mut interrupted = false;
+
+    loop {
+        let (workers, prompts) = match planner::next(&settings.planner, &history) {
+            Decision::Done(v) => {
+                verdict = Some(v);
+                break;
+            }
+            Decision::Run { workers, prompts } => (workers, prompts),
+        };
+
+        if let Some(why) = cap_refusal(settings, &totals, prompts) {
+            outcome = "spend_cap";
+            error = Some(Error::StoppedEarly(format!(
+                "spend cap: {why}; stopping{}",
+                proven_note(&history)
+            )));
+            break;
+        }
+
+        // After a rate-limited step the bucket is empty: wait before the next step.
+        if let Some(prev) = history.last() {
+            if !prev.passed {
+                let (wait, reason) = match last_hint {
+                    Some(h) => (h, format!("retry hint {:.1}s", h.as_secs_f64())),
+                    None => (
+                        settings.cooldown,
+                        "no retry hint; default cooldown".to_string(),
+                    ),
+                };
+                if wait > settings.max_cooldown {
+                    outcome = "cooldown_too_long";
+                    error = Some(Error::StoppedEarly(format!(
+                        "the provider asks to wait {} before retrying, longer than --max-cooldown {}: the account is blocked for longer than a probe should wait{}",
+                        humantime::format_duration(Duration::from_secs(wait.as_secs())),
+                        humantime::format_duration(settings.max_cooldown),
+                        proven_note(&history)
+                    )));
+                    break;
+                }
+                if let Some(r) = runs.last_mut() {
+                    r.cooldown_ms = wait.as_millis() as u64;
+                }
+                observer.cooldown(wait, &reason, workers);
+                if !sleep_or_cancel(wait, cancel).await {
+                    interrupted = true;
+                    break;
+                }
+            }
+        }
+
+        observer.step_started(runs.len(), workers, prompts);
+        let spec = StepSpec {
+            workers,
+            prompts,
+            min_duration: settings.step_duration,
+        };
+        let step = engine.run_step(spec, cancel.child_token()).await;
+        let record = run_record(settings, &step, Duration::ZERO);
+        observer.step_finished(runs.len(), &record);
+        totals.steps += 1;
+        totals.prompts += u64::from(record.prompts);
+        totals.success += u64::from(record.success);
+        totals.rate_limited += u64::from(record.rate_limited);
+        totals.failed += u64::from(record.failed);
+        totals.input_tokens += record.input_tokens;
+        totals.output_tokens += record.output_tokens;
+        totals.cost_usd = cost(settings, totals.input_tokens, totals.output_tokens);
+        runs.push(record);
+
+        if step.interrupted || cancel.is_cancelled() {
+            interrupted = true;
+            break;
+        }
+        if let Some(msg) = &step.fatal {
+            outcome = "fatal";
+            error = Some(Error::ProviderFatal(msg.clone()));
+            break;
+        }
+        if step.success() == 0 && step.rate_limited() == 0 {
+            let last = step
+                .prompts
+                .iter()
+                .rev()
+                .find_map(|p| p.error.clone())
+                .unwrap_or_else(|| "no answer".into());
+            outcome = "fatal";
+            error = Some(Error::ProviderFatal(format!(
+                "every prompt of the step at {workers} workers failed after {} retries (last: {last}); nothing can be measured",
+                settings.max_retries
+            )));
+            break;
+        }
+        last_hint = step.retry_hint;
+        history.push(StepOutcome {
+            workers,
+            passed: step.rate_limited() == 0,
+        });
+    }
+
+    if interrupted {
+        outcome = "interrupted";
+        error = Some(Error::Interrupted);
+    }
+    let mut cap_reached = false;
+    let recommended = match verdict {
+        Some(Verdict::Recommend {
+            workers,
+            cap_reached: c,
+        }) => {
+            cap_reached = c;
+            if c {
+                outcome = "cap_reached";
+            }
+            Some(workers)
+        }
+        Some(Verdict::RateLimitedAtOne) => {
+            outcome = "rate_limited_at_minimum";
+            error = Some(Error::RateLimitedAtOne(
+                "Model rate limited even with 1 worker".into(),
+            ));
+            None
+        }
+        None => match outcome {
+            "spend_cap" | "cooldown_too_long" | "interrupted" => proven(&history),
+            _ => None,
+        },
+    };
+    let result = ProbeResult {
+        schema_version: 1,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        model: settings.model.clone(),
+        provider: settings.provider.name.clone(),
+        endpoint: engine_endpoint(engine),
+        recommended_workers: recommended,
+        max_tested: runs.iter().map(|r| r.workers).max().unwrap_or(0),
+        outcome: outcome.into(),
+        error: error.as_ref().map(|e| e.to_string()),
+        cap_reached,
+        interrupted,
+        started_at: rfc3339(started_at),
+        duration_ms: started.elapsed().as_millis() as u64,
+        settings: ResultSettings {
+            max_workers: settings.planner.max_workers,
+            min_output_tokens: settings.min_output_tokens,
+            max_tokens: settings.max_tokens,
+            stream: settings.stream,
+            max_retries: settings.max_retries,
+            prompt_chars: settings.prompt.chars().count(),
+        },
+        runs,
+        totals,
+        insights: Default::default(),
+    };
+    ProbeOutcome { result, error }
+}
+
+fn proven_note(history: &[StepOutcome]) -> String {
+    match proven(history) {
+        Some(w) => format!("; proven so far: {w} workers"),
+        None => "; nothing proven yet".into(),
+    }
+}
+
+/// The URL requests go to, without query (which might carry a key).
+fn engine_endpoint(engine: &Engine) -> String {
+    let url = &engine.config().request.url;
+    let url = url.split('?').next().unwrap_or(url);
+    engine.config().request.redact(url)
+}

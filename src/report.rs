@@ -142,3 +142,40 @@ pub struct Totals {
     /// Estimated cost in US dollars, when the provider has pricing.
     pub cost_usd: Option<f64>,
 }
+
+// TEMPORARY until the report work lands: nearest-rank percentiles.
+pub fn percentiles(values_ms: &[f64]) -> Option<Percentiles> {
+    if values_ms.is_empty() {
+        return None;
+    }
+    let mut v = values_ms.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+    Some(Percentiles {
+        p50: at(0.5),
+        p90: at(0.9),
+        p95: at(0.95),
+        p99: at(0.99),
+        max: v[v.len() - 1],
+    })
+}
+
+// TEMPORARY until the report work lands.
+pub fn summary_table(r: &ProbeResult) -> String {
+    let mut s = String::new();
+    for run in &r.runs {
+        s.push_str(&format!(
+            "{:>5} workers {:>5} prompts {:>5} ok {:>5} 429 {}\n",
+            run.workers, run.prompts, run.success, run.rate_limited, run.status
+        ));
+    }
+    s
+}
+
+// TEMPORARY until the report work lands.
+pub fn write_result_atomically(path: &std::path::Path, r: &ProbeResult) -> std::io::Result<()> {
+    std::fs::write(
+        path,
+        serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?,
+    )
+}

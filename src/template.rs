@@ -18,7 +18,15 @@ use serde_json::Value;
 use crate::config::provider::{Method, Provider};
 
 /// The variables a template may use.
-pub const KNOWN_VARIABLES: &[&str] = &["model", "prompt", "max_tokens", "api_key", "base_url", "stream", "env"];
+pub const KNOWN_VARIABLES: &[&str] = &[
+    "model",
+    "prompt",
+    "max_tokens",
+    "api_key",
+    "base_url",
+    "stream",
+    "env",
+];
 
 /// The values templates are rendered with.
 #[derive(Debug, Clone, Serialize)]
@@ -57,7 +65,13 @@ impl std::fmt::Debug for RenderedRequest {
 }
 
 /// Header names that carry credentials whatever their value.
-const SECRET_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization"];
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "proxy-authorization",
+];
 
 impl RenderedRequest {
     /// Replaces every occurrence of the key in `text` with `***`.
@@ -111,13 +125,21 @@ pub fn check(source: &str) -> Result<BTreeSet<String>, String> {
         let t = env.template_from_str(source).map_err(|e| describe(&e))?;
         (t.undeclared_variables(false), t.undeclared_variables(true))
     };
-    let mut unknown: Vec<_> = top.iter().filter(|v| !KNOWN_VARIABLES.contains(&v.as_str())).cloned().collect();
+    let mut unknown: Vec<_> = top
+        .iter()
+        .filter(|v| !KNOWN_VARIABLES.contains(&v.as_str()))
+        .cloned()
+        .collect();
     if !unknown.is_empty() {
         unknown.sort();
         return Err(format!(
             "unknown template variable{} {}; known: {}",
             if unknown.len() > 1 { "s" } else { "" },
-            unknown.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "),
+            unknown
+                .iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
             KNOWN_VARIABLES.join(", ")
         ));
     }
@@ -153,8 +175,13 @@ pub fn template_strings(doc: &Value) -> Vec<(String, String)> {
     fn leaves(v: &Value, at: String, out: &mut Vec<(String, String)>) {
         match v {
             Value::String(s) => out.push((at, s.clone())),
-            Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| leaves(v, format!("{at}/{i}"), out)),
-            Value::Object(map) => map.iter().for_each(|(k, v)| leaves(v, format!("{at}/{}", escape_segment(k)), out)),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .for_each(|(i, v)| leaves(v, format!("{at}/{i}"), out)),
+            Value::Object(map) => map
+                .iter()
+                .for_each(|(k, v)| leaves(v, format!("{at}/{}", escape_segment(k)), out)),
             _ => {}
         }
     }
@@ -184,12 +211,18 @@ pub fn template_problems(doc: &Value) -> Vec<(String, String)> {
 /// The `env.NAME` variables a provider's templates read.
 pub fn env_names(p: &Provider) -> BTreeSet<String> {
     let doc = serde_json::to_value(p).unwrap_or_default();
-    template_strings(&doc).into_iter().filter_map(|(_, s)| check(&s).ok()).flatten().collect()
+    template_strings(&doc)
+        .into_iter()
+        .filter_map(|(_, s)| check(&s).ok())
+        .flatten()
+        .collect()
 }
 
 /// Renders one template string to text.
 pub fn render_str(source: &str, vars: &Vars) -> Result<String, String> {
-    environment().render_str(source, vars).map_err(|e| describe(&e))
+    environment()
+        .render_str(source, vars)
+        .map_err(|e| describe(&e))
 }
 
 /// Renders a JSON tree: string leaves are templates; sole expressions keep their type.
@@ -202,11 +235,17 @@ pub fn render_value(v: &Value, vars: &Vars) -> Result<Value, String> {
                     .compile_expression(expr)
                     .and_then(|e| e.eval(vars))
                     .map_err(|e| describe(&e))?;
-                serde_json::to_value(&value).map_err(|e| format!("template value is not JSON: {e}"))?
+                serde_json::to_value(&value)
+                    .map_err(|e| format!("template value is not JSON: {e}"))?
             }
             None => Value::String(render_str(s, vars)?),
         },
-        Value::Array(items) => Value::Array(items.iter().map(|v| render_value(v, vars)).collect::<Result<_, _>>()?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| render_value(v, vars))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| Ok((k.clone(), render_value(v, vars)?)))
@@ -250,7 +289,8 @@ pub fn render_request(p: &Provider, vars: &Vars) -> Result<RenderedRequest, Stri
         }
     }
     let body = render_value(&body, vars).map_err(|e| format!("request.body: {e}"))?;
-    let body_bytes = bytes::Bytes::from(serde_json::to_vec(&body).map_err(|e| format!("request.body: {e}"))?);
+    let body_bytes =
+        bytes::Bytes::from(serde_json::to_vec(&body).map_err(|e| format!("request.body: {e}"))?);
     Ok(RenderedRequest {
         method: p.request.method,
         url,
@@ -267,7 +307,11 @@ pub fn join_url(base: &str, path: &str) -> String {
     if path.is_empty() {
         return base.to_string();
     }
-    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
 }
 
 #[cfg(test)]
@@ -291,7 +335,10 @@ mod tests {
     fn sole_expressions_keep_their_type() {
         let body = json!({"max_tokens": "{{ max_tokens }}", "stream": "{{stream}}", "label": "n={{ max_tokens }}"});
         let out = render_value(&body, &vars("x")).unwrap();
-        assert_eq!(out, json!({"max_tokens": 512, "stream": false, "label": "n=512"}));
+        assert_eq!(
+            out,
+            json!({"max_tokens": 512, "stream": false, "label": "n=512"})
+        );
     }
 
     #[test]
@@ -310,8 +357,13 @@ mod tests {
             check("Bearer {{ apikey }}").unwrap_err(),
             "unknown template variable `apikey`; known: model, prompt, max_tokens, api_key, base_url, stream, env"
         );
-        assert!(check("{{ model ").unwrap_err().starts_with("template error: syntax error"));
-        assert_eq!(check("{{ env.AZURE_RESOURCE }}.x").unwrap(), BTreeSet::from(["AZURE_RESOURCE".to_string()]));
+        assert!(check("{{ model ")
+            .unwrap_err()
+            .starts_with("template error: syntax error"));
+        assert_eq!(
+            check("{{ env.AZURE_RESOURCE }}.x").unwrap(),
+            BTreeSet::from(["AZURE_RESOURCE".to_string()])
+        );
     }
 
     #[test]

@@ -8,7 +8,11 @@ fn schemas_match_the_code() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
     let update = std::env::var_os("UPDATE_SCHEMAS").is_some();
     let mut drifted = Vec::new();
-    for kind in [SchemaKind::Provider, SchemaKind::Scenario, SchemaKind::Result] {
+    for kind in [
+        SchemaKind::Provider,
+        SchemaKind::Scenario,
+        SchemaKind::Result,
+    ] {
         let path = dir.join(kind.file_name());
         let generated = kind.generate();
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
@@ -40,8 +44,14 @@ fn schemas_match_the_code() {
 
 #[test]
 fn committed_schemas_compile_as_json_schema() {
-    for kind in [SchemaKind::Provider, SchemaKind::Scenario, SchemaKind::Result] {
+    for kind in [
+        SchemaKind::Provider,
+        SchemaKind::Scenario,
+        SchemaKind::Result,
+    ] {
         let v: serde_json::Value = serde_json::from_str(kind.committed()).unwrap();
-        jsonschema::options().build(&v).unwrap_or_else(|e| panic!("{}: {e}", kind.file_name()));
+        jsonschema::options()
+            .build(&v)
+            .unwrap_or_else(|e| panic!("{}: {e}", kind.file_name()));
     }
 }

@@ -51,6 +51,23 @@ pub struct Keys {
     file: Option<PathBuf>,
     explicit: bool,
     from_file: HashMap<String, Secret>,
+    readable_by_others: bool,
+}
+
+/// True when group or others may read the file (Unix permissions).
+fn readable_by_others(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o044 != 0)
+            .unwrap_or(false)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
 }
 
 impl Keys {
@@ -65,6 +82,7 @@ impl Keys {
             file: Some(path.clone()),
             explicit: is_explicit,
             from_file: HashMap::new(),
+            readable_by_others: false,
         };
         match std::fs::metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !is_explicit => return Ok(keys),
@@ -91,6 +109,7 @@ impl Keys {
             reason: "is not UTF-8 text".into(),
         })?;
         keys.from_file = parse_dotenv(&path, &text)?;
+        keys.readable_by_others = readable_by_others(&path);
         Ok(keys)
     }
 
@@ -100,14 +119,22 @@ impl Keys {
             file: None,
             explicit: true,
             from_file: pairs.into_iter().map(|(k, v)| (k, Secret(v))).collect(),
+            readable_by_others: false,
         }
     }
 
     /// The value of `name`. An explicitly named file wins over the environment; the
     /// environment wins over the default `.env`. Empty values count as missing.
     pub fn get(&self, name: &str) -> Option<Secret> {
-        let env = std::env::var(name).ok().filter(|v| !v.is_empty()).map(Secret);
-        let file = self.from_file.get(name).filter(|v| !v.0.is_empty()).cloned();
+        let env = std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret);
+        let file = self
+            .from_file
+            .get(name)
+            .filter(|v| !v.0.is_empty())
+            .cloned();
         if self.explicit {
             file.or(env)
         } else {
@@ -123,6 +150,23 @@ impl Keys {
                 Some(f) => format!("{} (keys file)", f.display()),
                 None => "the given keys".into(),
             },
+        })
+    }
+
+    /// A warning when the keys file holds keys and others may read it.
+    pub fn warning(&self) -> Option<String> {
+        (self.readable_by_others && !self.from_file.is_empty()).then(|| {
+            format!(
+                "warning: keys file {} is readable by other users; restrict it with: chmod 600 {}",
+                self.file
+                    .as_deref()
+                    .unwrap_or(Path::new(DEFAULT_KEYS_FILE))
+                    .display(),
+                self.file
+                    .as_deref()
+                    .unwrap_or(Path::new(DEFAULT_KEYS_FILE))
+                    .display()
+            )
         })
     }
 
@@ -142,9 +186,11 @@ fn parse_dotenv(path: &Path, text: &str) -> Result<HashMap<String, Secret>, Keys
             }
             Err(e) => {
                 let line = match &e {
-                    dotenvy::Error::LineParse(l, _) => {
-                        text.lines().position(|t| t.trim() == l.trim() || l.starts_with(t.trim())).map(|i| i + 1).unwrap_or(0)
-                    }
+                    dotenvy::Error::LineParse(l, _) => text
+                        .lines()
+                        .position(|t| t.trim() == l.trim() || l.starts_with(t.trim()))
+                        .map(|i| i + 1)
+                        .unwrap_or(0),
                     _ => 0,
                 };
                 return Err(KeysError::Syntax {
@@ -175,13 +221,22 @@ mod tests {
     #[test]
     fn bad_line_is_named() {
         let err = parse_dotenv(Path::new("k.env"), "A=1\nthis is not a pair\n").unwrap_err();
-        assert_eq!(err, KeysError::Syntax { file: "k.env".into(), line: 2 });
+        assert_eq!(
+            err,
+            KeysError::Syntax {
+                file: "k.env".into(),
+                line: 2
+            }
+        );
     }
 
     #[test]
     fn explicit_missing_file_is_an_error_default_is_not() {
         let err = Keys::load(Some(Path::new("/nonexistent/keys.env"))).unwrap_err();
-        assert_eq!(err.to_string(), "/nonexistent/keys.env: cannot read keys file: no such file");
+        assert_eq!(
+            err.to_string(),
+            "/nonexistent/keys.env: cannot read keys file: no such file"
+        );
         let k = Keys::from_pairs([("X_TEST_KEY_ABSENT".to_string(), String::new())]);
         assert_eq!(
             k.require("X_TEST_KEY_ABSENT").unwrap_err().to_string(),

@@ -85,7 +85,12 @@ impl fmt::Display for ConfigError {
             }
             let file = self.file.display();
             match p.line {
-                Some(line) => write!(f, "{file}:{line}: {}: {}", display_path(&p.pointer), p.message)?,
+                Some(line) => write!(
+                    f,
+                    "{file}:{line}: {}: {}",
+                    display_path(&p.pointer),
+                    p.message
+                )?,
                 None => write!(f, "{file}: {}: {}", display_path(&p.pointer), p.message)?,
             }
         }
@@ -97,19 +102,30 @@ impl std::error::Error for ConfigError {}
 
 /// Reads a config file as text, refusing what cannot be a config file.
 pub fn read_text(path: &Path) -> Result<String, ConfigError> {
-    let meta = std::fs::metadata(path).map_err(|e| ConfigError::whole_file(path, format!("cannot read: {}", io_reason(&e))))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::whole_file(path, format!("cannot read: {}", io_reason(&e))))?;
     if meta.is_dir() {
         return Err(ConfigError::whole_file(path, "is a directory, not a file"));
     }
     if meta.len() > MAX_FILE_BYTES as u64 {
         return Err(ConfigError::whole_file(
             path,
-            format!("is {} bytes; config files are limited to {MAX_FILE_BYTES} bytes", meta.len()),
+            format!(
+                "is {} bytes; config files are limited to {MAX_FILE_BYTES} bytes",
+                meta.len()
+            ),
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| ConfigError::whole_file(path, format!("cannot read: {}", io_reason(&e))))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| ConfigError::whole_file(path, format!("cannot read: {}", io_reason(&e))))?;
     String::from_utf8(bytes).map_err(|e| {
-        ConfigError::whole_file(path, format!("is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+        ConfigError::whole_file(
+            path,
+            format!(
+                "is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
     })
 }
 
@@ -140,8 +156,15 @@ fn parse_and_validate(
         file: file.to_path_buf(),
         problems,
     };
-    if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
-        return Err(ConfigError::whole_file(file, "is empty: expected a YAML mapping"));
+    if text.trim().is_empty()
+        || text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(ConfigError::whole_file(
+            file,
+            "is empty: expected a YAML mapping",
+        ));
     }
     let value: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
@@ -197,26 +220,37 @@ fn typed<T: DeserializeOwned>(file: &Path, value: Value) -> Result<T, ConfigErro
 }
 
 /// Attaches lines to pointer-only problems.
-fn located(file: &Path, locator: &Locator, problems: Vec<(String, String)>) -> Result<(), ConfigError> {
+fn located(
+    file: &Path,
+    locator: &Locator,
+    problems: Vec<(String, String)>,
+) -> Result<(), ConfigError> {
     if problems.is_empty() {
         return Ok(());
     }
+    let mut problems: Vec<Problem> = problems
+        .into_iter()
+        .map(|(pointer, message)| Problem {
+            line: locator.line(&pointer),
+            pointer,
+            message,
+        })
+        .collect();
+    problems.sort_by_key(|p| p.line.unwrap_or(0));
     Err(ConfigError {
         file: file.to_path_buf(),
-        problems: problems
-            .into_iter()
-            .map(|(pointer, message)| Problem {
-                line: locator.line(&pointer),
-                pointer,
-                message,
-            })
-            .collect(),
+        problems,
     })
 }
 
 /// Loads a provider from YAML text (`file` names it in messages).
 pub fn parse_provider(file: &Path, text: &str) -> Result<Provider, ConfigError> {
-    let (value, locator) = parse_and_validate(file, text, SchemaKind::Provider, crate::template::template_problems)?;
+    let (value, locator) = parse_and_validate(
+        file,
+        text,
+        SchemaKind::Provider,
+        crate::template::template_problems,
+    )?;
     let provider: Provider = typed(file, value)?;
     located(file, &locator, provider::check(&provider))?;
     Ok(provider)
@@ -244,7 +278,11 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ConfigError> {
 pub fn detect_kind(text: &str) -> Option<SchemaKind> {
     for line in text.lines().take(5) {
         if line.contains("yaml-language-server") && line.contains("$schema") {
-            for kind in [SchemaKind::Provider, SchemaKind::Scenario, SchemaKind::Result] {
+            for kind in [
+                SchemaKind::Provider,
+                SchemaKind::Scenario,
+                SchemaKind::Result,
+            ] {
                 if line.contains(kind.file_name()) {
                     return Some(kind);
                 }
@@ -264,7 +302,11 @@ pub fn detect_kind(text: &str) -> Option<SchemaKind> {
 pub fn validate_file(path: &Path) -> Result<SchemaKind, ConfigError> {
     let text = read_text(path)?;
     let is_json = path.extension().is_some_and(|e| e == "json");
-    let kind = if is_json { Some(SchemaKind::Result) } else { detect_kind(&text) };
+    let kind = if is_json {
+        Some(SchemaKind::Result)
+    } else {
+        detect_kind(&text)
+    };
     match kind.unwrap_or(SchemaKind::Scenario) {
         SchemaKind::Provider => parse_provider(path, &text).map(|_| SchemaKind::Provider),
         SchemaKind::Scenario => parse_scenario(path, &text).map(|_| SchemaKind::Scenario),

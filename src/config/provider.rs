@@ -320,7 +320,9 @@ pub enum TimeFormat {
 }
 
 /// A kind of limit the vendor reports in headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum BucketKind {
     Requests,
@@ -451,7 +453,7 @@ pub fn check(p: &Provider) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     let regex = |at: String, re: &str, problems: &mut Vec<(String, String)>| {
         if let Err(e) = regex::Regex::new(re) {
-            problems.push((at, format!("invalid regular expression: {}", e.to_string().replace('\n', " "))));
+            problems.push((at, regex_problem(re, &e)));
         }
     };
     let path = |at: String, text: &str, problems: &mut Vec<(String, String)>| {
@@ -466,26 +468,46 @@ pub fn check(p: &Provider) -> Vec<(String, String)> {
     }
     if let Some(key) = &p.auth.key_env {
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            problems.push(("/auth/key_env".into(), format!("`{key}` is not a variable name (letters, digits, _)")));
+            problems.push((
+                "/auth/key_env".into(),
+                format!("`{key}` is not a variable name (letters, digits, _)"),
+            ));
         }
     }
     if !p.classify.iter().any(|r| r.outcome == Outcome::Success) {
-        problems.push(("/classify".into(), "no rule has `outcome: success`, so no answer could ever count".into()));
+        problems.push((
+            "/classify".into(),
+            "no rule has `outcome: success`, so no answer could ever count".into(),
+        ));
     }
     for (i, rule) in p.classify.iter().enumerate() {
         let at = format!("/classify/{i}");
         for (j, h) in rule.header.iter().flat_map(|h| h.iter()).enumerate() {
-            let hat = if rule.header.as_ref().map(|h| h.0.len()) == Some(1) { format!("{at}/header") } else { format!("{at}/header/{j}") };
-            let tests = [h.present.is_some(), h.equals.is_some(), h.regex.is_some()].iter().filter(|b| **b).count();
+            let hat = if rule.header.as_ref().map(|h| h.0.len()) == Some(1) {
+                format!("{at}/header")
+            } else {
+                format!("{at}/header/{j}")
+            };
+            let tests = [h.present.is_some(), h.equals.is_some(), h.regex.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
             if tests > 1 {
-                problems.push((hat.clone(), "give one of `present`, `equals`, `regex`".into()));
+                problems.push((
+                    hat.clone(),
+                    "give one of `present`, `equals`, `regex`".into(),
+                ));
             }
             if let Some(re) = &h.regex {
                 regex(format!("{hat}/regex"), re, &mut problems);
             }
         }
         for (j, m) in rule.json.iter().flat_map(|m| m.iter()).enumerate() {
-            let jat = if rule.json.as_ref().map(|m| m.0.len()) == Some(1) { format!("{at}/json") } else { format!("{at}/json/{j}") };
+            let jat = if rule.json.as_ref().map(|m| m.0.len()) == Some(1) {
+                format!("{at}/json")
+            } else {
+                format!("{at}/json/{j}")
+            };
             check_json_match(m, &jat, &mut problems);
         }
         if let Some(re) = &rule.body_regex {
@@ -499,38 +521,69 @@ pub fn check(p: &Provider) -> Vec<(String, String)> {
                 check_json_match(m, &format!("{at}/sse/json"), &mut problems);
             }
         }
-        if rule.status.is_none() && rule.header.is_none() && rule.json.is_none() && rule.body_regex.is_none() && rule.sse.is_none() && i + 1 < p.classify.len() {
+        if rule.status.is_none()
+            && rule.header.is_none()
+            && rule.json.is_none()
+            && rule.body_regex.is_none()
+            && rule.sse.is_none()
+            && i + 1 < p.classify.len()
+        {
             problems.push((at.clone(), format!("has no condition, so it matches everything and the {} rule(s) after it never apply", p.classify.len() - i - 1)));
         }
     }
     for (i, hint) in p.rate_limits.retry_hints.iter().enumerate() {
         let at = format!("/rate_limits/retry_hints/{i}");
-        let sources = [hint.header.is_some(), hint.json.is_some(), hint.body_regex.is_some()].iter().filter(|b| **b).count();
+        let sources = [
+            hint.header.is_some(),
+            hint.json.is_some(),
+            hint.body_regex.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if sources != 1 {
-            problems.push((at.clone(), "give exactly one of `header`, `json`, `body_regex`".into()));
+            problems.push((
+                at.clone(),
+                "give exactly one of `header`, `json`, `body_regex`".into(),
+            ));
         }
         if let Some(p2) = &hint.json {
             path(format!("{at}/json"), p2, &mut problems);
         }
         if let Some(re) = &hint.body_regex {
             match regex::Regex::new(re) {
-                Ok(r) if r.captures_len() < 2 => problems.push((format!("{at}/body_regex"), "needs a capture group `( )` around the value".into())),
+                Ok(r) if r.captures_len() < 2 => problems.push((
+                    format!("{at}/body_regex"),
+                    "needs a capture group `( )` around the value".into(),
+                )),
                 Ok(_) => {}
                 Err(_) => regex(format!("{at}/body_regex"), re, &mut problems),
             }
         }
     }
-    for (i, paths) in [("usage", &p.response.usage), ("stream_usage", &p.response.stream_usage)] {
-        for (field, list) in [("input_tokens", &paths.input_tokens), ("output_tokens", &paths.output_tokens)] {
+    for (i, paths) in [
+        ("usage", &p.response.usage),
+        ("stream_usage", &p.response.stream_usage),
+    ] {
+        for (field, list) in [
+            ("input_tokens", &paths.input_tokens),
+            ("output_tokens", &paths.output_tokens),
+        ] {
             for (j, text) in list.iter().enumerate() {
                 path(format!("/response/{i}/{field}/{j}"), text, &mut problems);
             }
         }
     }
     if let Some(pr) = &p.pricing {
-        for (field, v) in [("input_per_million", pr.input_per_million), ("output_per_million", pr.output_per_million)] {
+        for (field, v) in [
+            ("input_per_million", pr.input_per_million),
+            ("output_per_million", pr.output_per_million),
+        ] {
             if !v.is_finite() || v < 0.0 {
-                problems.push((format!("/pricing/{field}"), format!("{v} is not a price (a number, 0 or more)")));
+                problems.push((
+                    format!("/pricing/{field}"),
+                    format!("{v} is not a price (a number, 0 or more)"),
+                ));
             }
         }
     }
@@ -541,13 +594,38 @@ fn check_json_match(m: &JsonMatch, at: &str, problems: &mut Vec<(String, String)
     if let Err(e) = crate::jsonpath::JsonPath::parse(&m.path) {
         problems.push((format!("{at}/path"), format!("invalid JSON path: {e}")));
     }
-    let tests = [m.exists.is_some(), m.equals.is_some(), m.one_of.is_some(), m.regex.is_some()].iter().filter(|b| **b).count();
+    let tests = [
+        m.exists.is_some(),
+        m.equals.is_some(),
+        m.one_of.is_some(),
+        m.regex.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if tests > 1 {
-        problems.push((at.to_string(), "give one of `exists`, `equals`, `one_of`, `regex`".into()));
+        problems.push((
+            at.to_string(),
+            "give one of `exists`, `equals`, `one_of`, `regex`".into(),
+        ));
     }
     if let Some(re) = &m.regex {
         if let Err(e) = regex::Regex::new(re) {
-            problems.push((format!("{at}/regex"), format!("invalid regular expression: {}", e.to_string().replace('\n', " "))));
+            problems.push((format!("{at}/regex"), regex_problem(re, &e)));
         }
     }
+}
+
+/// `invalid regular expression `(x`: unclosed group` — the regex crate's last line,
+/// which names the fault, without its multi-line picture.
+fn regex_problem(re: &str, e: &regex::Error) -> String {
+    let text = e.to_string();
+    let reason = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    let reason = reason.strip_prefix("error: ").unwrap_or(reason);
+    format!("invalid regular expression `{re}`: {reason}")
 }

@@ -86,7 +86,10 @@ impl Registry {
             let listing = match std::fs::read_dir(dir) {
                 Ok(rd) => rd,
                 Err(e) => {
-                    errors.push(ConfigError::whole_file(dir, format!("cannot read providers directory: {}", super::io_reason(&e))));
+                    errors.push(ConfigError::whole_file(
+                        dir,
+                        format!("cannot read providers directory: {}", super::io_reason(&e)),
+                    ));
                     continue;
                 }
             };
@@ -120,9 +123,17 @@ impl Registry {
     }
 
     fn insert(&mut self, provider: Provider, source: Source) {
-        if let Some(existing) = self.entries.iter_mut().find(|e| e.provider.name == provider.name) {
+        if let Some(existing) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.provider.name == provider.name)
+        {
             let replaced = Some(existing.source.clone());
-            *existing = Entry { provider, source, replaced };
+            *existing = Entry {
+                provider,
+                source,
+                replaced,
+            };
         } else {
             self.entries.push(Entry {
                 provider,
@@ -140,15 +151,22 @@ impl Registry {
     }
 
     fn names(&self) -> String {
-        self.entries().iter().map(|e| e.provider.name.as_str()).collect::<Vec<_>>().join(", ")
+        self.entries()
+            .iter()
+            .map(|e| e.provider.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The provider called `name`.
     pub fn get(&self, name: &str) -> Result<&Entry, ChoiceError> {
-        self.entries.iter().find(|e| e.provider.name == name).ok_or_else(|| ChoiceError::Unknown {
-            name: name.to_string(),
-            known: self.names(),
-        })
+        self.entries
+            .iter()
+            .find(|e| e.provider.name == name)
+            .ok_or_else(|| ChoiceError::Unknown {
+                name: name.to_string(),
+                known: self.names(),
+            })
     }
 
     /// The one provider whose `models` globs match `model`.
@@ -157,10 +175,11 @@ impl Registry {
             .entries()
             .into_iter()
             .filter(|e| {
-                e.provider
-                    .models
-                    .iter()
-                    .any(|g| globset::Glob::new(g).map(|g| g.compile_matcher().is_match(model)).unwrap_or(false))
+                e.provider.models.iter().any(|g| {
+                    globset::Glob::new(g)
+                        .map(|g| g.compile_matcher().is_match(model))
+                        .unwrap_or(false)
+                })
             })
             .collect();
         match matching.as_slice() {
@@ -171,7 +190,11 @@ impl Registry {
             }),
             many => Err(ChoiceError::Ambiguous {
                 model: model.to_string(),
-                candidates: many.iter().map(|e| format!("{} ({})", e.provider.name, e.source)).collect::<Vec<_>>().join(", "),
+                candidates: many
+                    .iter()
+                    .map(|e| format!("{} ({})", e.provider.name, e.source))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }

@@ -137,7 +137,9 @@ pub struct CooldownSettings {
 
 /// Which wire format(s) the simulator speaks: `openai` (chat completions at
 /// `/v1/chat/completions`), `anthropic` (messages at `/v1/messages`) or `both`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Flavor {
     Openai,
@@ -243,7 +245,10 @@ pub struct SimulatorSettings {
 pub fn check(s: &Scenario) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     if s.prompt.is_some() && s.prompt_file.is_some() {
-        problems.push(("/prompt_file".into(), "give `prompt` or `prompt_file`, not both".into()));
+        problems.push((
+            "/prompt_file".into(),
+            "give `prompt` or `prompt_file`, not both".into(),
+        ));
     }
     if let Some(prompt) = &s.prompt {
         if prompt.trim().is_empty() {
@@ -264,24 +269,37 @@ pub fn check(s: &Scenario) -> Vec<(String, String)> {
     }
     if let (Some(start), Some(max)) = (pl.start, pl.max_workers) {
         if start > max {
-            problems.push(("/planner/start".into(), format!("{start} is above max_workers {max}")));
+            problems.push((
+                "/planner/start".into(),
+                format!("{start} is above max_workers {max}"),
+            ));
         }
     }
     if let Some(g) = pl.growth {
         if !(g.is_finite() && g > 1.0) {
-            problems.push(("/planner/growth".into(), format!("{g} must be above 1, or the ramp never grows")));
+            problems.push((
+                "/planner/growth".into(),
+                format!("{g} must be above 1, or the ramp never grows"),
+            ));
         }
     }
     if let Some(b) = pl.backoff {
         if !(b.is_finite() && b > 0.0 && b < 1.0) {
-            problems.push(("/planner/backoff".into(), format!("{b} must be between 0 and 1 (exclusive)")));
+            problems.push((
+                "/planner/backoff".into(),
+                format!("{b} must be between 0 and 1 (exclusive)"),
+            ));
         }
     }
     if s.max_tokens == Some(0) {
         problems.push(("/max_tokens".into(), "must be at least 1".into()));
     }
     if s.timeouts.request_ms == Some(0) || s.timeouts.connect_ms == Some(0) {
-        let field = if s.timeouts.request_ms == Some(0) { "request_ms" } else { "connect_ms" };
+        let field = if s.timeouts.request_ms == Some(0) {
+            "request_ms"
+        } else {
+            "connect_ms"
+        };
         problems.push((format!("/timeouts/{field}"), "must be at least 1".into()));
     }
     if let Some(sim) = &s.simulator {
@@ -294,13 +312,19 @@ pub fn check(s: &Scenario) -> Vec<(String, String)> {
         ] {
             if let Some(r) = v {
                 if !(0.0..=1.0).contains(&r) {
-                    problems.push((format!("/simulator/{field}"), format!("{r} is not a fraction from 0 to 1")));
+                    problems.push((
+                        format!("/simulator/{field}"),
+                        format!("{r} is not a fraction from 0 to 1"),
+                    ));
                 }
             }
         }
         if let Some(t) = sim.time_scale {
             if !(t.is_finite() && t > 0.0) {
-                problems.push(("/simulator/time_scale".into(), format!("{t} must be above 0")));
+                problems.push((
+                    "/simulator/time_scale".into(),
+                    format!("{t} must be above 0"),
+                ));
             }
         }
     }

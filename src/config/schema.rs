@@ -53,9 +53,11 @@ impl SchemaKind {
     }
 
     fn validator(self) -> &'static Validator {
-        static CELLS: [OnceLock<Validator>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        static CELLS: [OnceLock<Validator>; 3] =
+            [OnceLock::new(), OnceLock::new(), OnceLock::new()];
         CELLS[self as usize].get_or_init(|| {
-            let schema: Value = serde_json::from_str(self.committed()).expect("the committed schema is JSON (checked by tests)");
+            let schema: Value = serde_json::from_str(self.committed())
+                .expect("the committed schema is JSON (checked by tests)");
             jsonschema::options()
                 .build(&schema)
                 .expect("the committed schema compiles (checked by tests)")
@@ -80,11 +82,15 @@ pub fn check(kind: SchemaKind, value: &Value, locator: &Locator) -> Vec<Problem>
                     });
                 }
             }
-            ValidationErrorKind::AnyOf if error.instance.is_number() && is_status_path(&pointer) => problems.push(Problem {
-                line: locator.line(&pointer),
-                message: format!("{} is not an HTTP status (100 to 599)", error.instance),
-                pointer,
-            }),
+            ValidationErrorKind::AnyOf
+                if error.instance.is_number() && is_status_path(&pointer) =>
+            {
+                problems.push(Problem {
+                    line: locator.line(&pointer),
+                    message: format!("{} is not an HTTP status (100 to 599)", error.instance),
+                    pointer,
+                })
+            }
             _ => problems.push(Problem {
                 line: locator.line(&pointer),
                 pointer,

@@ -36,7 +36,10 @@ pub struct SimServer {
 
 impl SimServer {
     /// Binds `addr` (port 0: any free port) and serves until `shutdown`.
-    pub async fn start(_settings: SimulatorSettings, _addr: SocketAddr) -> std::io::Result<SimServer> {
+    pub async fn start(
+        _settings: SimulatorSettings,
+        _addr: SocketAddr,
+    ) -> std::io::Result<SimServer> {
         unimplemented!("SimServer::start")
     }
 
