@@ -228,7 +228,7 @@ pub(crate) fn error_chain(e: &(dyn StdError + 'static)) -> String {
 
 /// `1.5s`, `250ms`.
 pub(crate) fn human(d: Duration) -> String {
-    if d.as_millis() < 1000 || d.as_millis() % 1000 != 0 {
+    if d.as_millis() < 1000 || !d.as_millis().is_multiple_of(1000) {
         if d.as_millis() >= 1000 {
             format!("{:.1}s", d.as_secs_f64())
         } else {
