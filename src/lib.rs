@@ -20,6 +20,7 @@
 //! - [`simulate`]: the built-in simulated provider, for demos, tests and benchmarks.
 //! - [`commands`]: one function per subcommand; [`exit`]: the exit codes.
 
+pub mod chart;
 pub mod classify;
 pub mod cli;
 pub mod commands;
@@ -30,6 +31,7 @@ pub mod exit;
 pub mod jsonpath;
 pub mod planner;
 pub mod probe;
+pub mod progress;
 pub mod report;
 pub mod settings;
 pub mod simulate;

@@ -227,6 +227,11 @@ pub struct SimulatorSettings {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_midstream_error_rate: Option<f64>,
+    /// Fraction of streamed responses that send a rate-limit error event after some
+    /// content (a limit enforced after the 200 was sent).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_midstream_rate_limit_rate: Option<f64>,
     /// Fraction of responses whose body is cut short (connection closed mid-body).
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -307,6 +312,10 @@ pub fn check(s: &Scenario) -> Vec<(String, String)> {
             ("fault_5xx_rate", sim.fault_5xx_rate),
             ("fault_overloaded_rate", sim.fault_overloaded_rate),
             ("fault_midstream_error_rate", sim.fault_midstream_error_rate),
+            (
+                "fault_midstream_rate_limit_rate",
+                sim.fault_midstream_rate_limit_rate,
+            ),
             ("fault_truncate_rate", sim.fault_truncate_rate),
             ("fault_stall_rate", sim.fault_stall_rate),
         ] {

@@ -3,13 +3,46 @@
 //! injected faults. The demo, the test target and the benchmark target; it never stands
 //! in for the engine.
 //!
-//! CONTRACT (filled in by the simulator work; signatures are fixed, bodies are not).
+//! # Layout
+//! - [`config`]: the user's [`SimulatorSettings`] resolved into checked values and
+//!   defaults (ttft 100 ms, 200 tokens/s, 64 output tokens, time scale 1, no limits).
+//! - [`limits`]: lock-free counters, the exact concurrency gate, the per-minute token
+//!   buckets, the deterministic fault schedules.
+//! - [`handler`]: one request from routing to reply; its module doc lists the order of
+//!   checks, which decides what a client sees when several limits and faults apply.
+//! - [`wire`]: the vendors' bodies, SSE events, error shapes and rate-limit headers.
+//! - [`body`]: the response body, which releases the request's in-flight slot as its
+//!   last byte leaves.
+//! - [`timefmt`]: Go durations and RFC 3339 instants for the reset headers.
+//!
+//! # Time
+//! Every simulated duration (time to first token, generation, the refill of the
+//! per-minute buckets, the one-second hint of a concurrency 429) is divided by
+//! `time_scale`; every hint the server sends (`retry-after`, reset headers) is in real
+//! time, so a client needs to know nothing about the scale. `stall_ms` is real time.
+
+pub mod body;
+pub mod config;
+pub mod handler;
+pub mod limits;
+pub mod timefmt;
+pub mod wire;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::scenario::SimulatorSettings;
+use config::SimConfig;
+use handler::State;
 
 /// Counters the simulator keeps, served as JSON at `GET /stats`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -32,15 +65,32 @@ pub struct Stats {
 /// the runtime ends.
 pub struct SimServer {
     pub addr: SocketAddr,
+    state: Arc<State>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
 }
 
 impl SimServer {
-    /// Binds `addr` (port 0: any free port) and serves until `shutdown`.
+    /// Binds `addr` (port 0: any free port) and serves until `shutdown`. Invalid
+    /// settings (a fault rate above 1, a zero time scale) are an `InvalidInput` error
+    /// naming the option.
     pub async fn start(
-        _settings: SimulatorSettings,
-        _addr: SocketAddr,
+        settings: SimulatorSettings,
+        addr: SocketAddr,
     ) -> std::io::Result<SimServer> {
-        unimplemented!("SimServer::start")
+        let cfg = SimConfig::resolve(&settings)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State::new(cfg));
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), cancel.clone()));
+        Ok(SimServer {
+            addr,
+            state,
+            cancel,
+            task,
+        })
     }
 
     /// `http://127.0.0.1:PORT/v1`: the OpenAI base URL of this server.
@@ -55,16 +105,56 @@ impl SimServer {
 
     /// The counters now.
     pub fn stats(&self) -> Stats {
-        unimplemented!("SimServer::stats")
+        self.state.counters.snapshot()
     }
 
-    /// Zeroes the counters (max_in_flight included).
+    /// Zeroes the counters (max_in_flight included) and restarts the fault schedules.
     pub fn reset_stats(&self) {
-        unimplemented!("SimServer::reset_stats")
+        self.state.reset();
     }
 
-    /// Stops accepting and ends the server task.
+    /// The settings in force, defaults applied, as one line (for banners and logs).
+    pub fn describe(&self) -> String {
+        self.state.cfg.describe()
+    }
+
+    /// Stops accepting and ends the server task; open connections are closed, requests
+    /// in flight (a stall, a stream) end there.
     pub async fn shutdown(self) {
-        unimplemented!("SimServer::shutdown")
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>, cancel: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of file descriptors or a connection reset before accept: back off
+                // briefly rather than spin; the server keeps running.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // Small SSE events must leave at once, not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handler::serve(Arc::clone(&state), req));
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            // A connection error (client gone, truncated body fault) only ends this
+            // connection.
+            tokio::select! {
+                _ = conn => {}
+                _ = cancel.cancelled() => {}
+            }
+        });
     }
 }
