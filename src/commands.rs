@@ -168,6 +168,8 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
         max_body_bytes: settings::MAX_BODY_BYTES,
         ca_cert: settings.ca_cert.clone(),
         verbose: settings.verbose,
+        proxy: crate::engine::ProxySettings::from_env(),
+        log: crate::engine::LogSink::stderr(),
     })
     .map_err(Error::Usage)?;
     let cancel = tokio_util::sync::CancellationToken::new();
