@@ -152,6 +152,16 @@ fn parse_and_validate(
     kind: SchemaKind,
     extra: fn(&Value) -> Vec<(String, String)>,
 ) -> Result<(Value, Locator), ConfigError> {
+    parse_and_check(file, text, Some(kind), extra)
+}
+
+/// [`parse_and_validate`], with the JSON-Schema step only when `schema` is given.
+fn parse_and_check(
+    file: &Path,
+    text: &str,
+    schema: Option<SchemaKind>,
+    extra: fn(&Value) -> Vec<(String, String)>,
+) -> Result<(Value, Locator), ConfigError> {
     let err = |problems| ConfigError {
         file: file.to_path_buf(),
         problems,
@@ -189,7 +199,10 @@ fn parse_and_validate(
             message: format!("expected a YAML mapping, found {}", kind_of(&value)),
         }]));
     }
-    let mut problems = schema::check(kind, &value, &locator);
+    let mut problems = match schema {
+        Some(kind) => schema::check(kind, &value, &locator),
+        None => Vec::new(),
+    };
     problems.extend(extra(&value).into_iter().map(|(pointer, message)| Problem {
         line: locator.line(&pointer),
         pointer,
@@ -251,6 +264,19 @@ pub fn parse_provider(file: &Path, text: &str) -> Result<Provider, ConfigError> 
         SchemaKind::Provider,
         crate::template::template_problems,
     )?;
+    let provider: Provider = typed(file, value)?;
+    located(file, &locator, provider::check(&provider))?;
+    Ok(provider)
+}
+
+/// Loads a built-in provider: as [`parse_provider`] (typed with unknown fields refused,
+/// cross-checks), without the JSON-Schema step. The embedded text is the committed file,
+/// which `tests/providers.rs` validates against the schema; compiling the provider
+/// validator (jsonschema 0.26 keeps about 20 MB of heap for it, for the life of the
+/// process) is then left to runs that load a user's provider file. This was the largest
+/// item of a probe's peak RSS (BENCHMARKS.md).
+pub fn parse_builtin_provider(file: &Path, text: &str) -> Result<Provider, ConfigError> {
+    let (value, locator) = parse_and_check(file, text, None, crate::template::template_problems)?;
     let provider: Provider = typed(file, value)?;
     located(file, &locator, provider::check(&provider))?;
     Ok(provider)

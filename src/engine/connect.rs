@@ -78,6 +78,8 @@ impl ProxySettings {
 enum Route {
     /// Straight to the target (TLS for https).
     Direct(HttpsConnector<HttpConnector>),
+    /// Straight to a plain-http target: no TLS set up at all.
+    Plain(HttpConnector),
     /// https through an http proxy: CONNECT tunnel, then TLS to the target inside it.
     Tunnel(HttpsConnector<Tunnel<HttpConnector>>),
     /// Plain http through an http proxy: TCP to the proxy; requests carry the
@@ -111,14 +113,22 @@ impl Connector {
         ca_pem: Option<&[u8]>,
         connect_timeout: Duration,
     ) -> Result<(Connector, RouteInfo), String> {
-        let mut tls = native_tls::TlsConnector::builder();
-        if let Some(pem) = ca_pem {
-            let cert = native_tls::Certificate::from_pem(pem)
-                .map_err(|e| format!("CA certificate: {e}"))?;
-            tls.add_root_certificate(cert);
-        }
-        // HTTP/1.1 only: no ALPN is offered, so the server cannot pick h2.
-        let tls = tls.build().map_err(|e| format!("TLS setup failed: {e}"))?;
+        // TLS is set up only when it can be used (an https target) or when a CA
+        // certificate must be checked: initialising OpenSSL and the system roots costs
+        // about 5 MB of RSS, which a plain-http target (a local vLLM, Ollama, the
+        // simulator) never needs (BENCHMARKS.md: peak RSS at 2,000 workers).
+        let tls = if target.scheme_str() == Some("https") || ca_pem.is_some() {
+            let mut tls = native_tls::TlsConnector::builder();
+            if let Some(pem) = ca_pem {
+                let cert = native_tls::Certificate::from_pem(pem)
+                    .map_err(|e| format!("CA certificate: {e}"))?;
+                tls.add_root_certificate(cert);
+            }
+            // HTTP/1.1 only: no ALPN is offered, so the server cannot pick h2.
+            Some(tls.build().map_err(|e| format!("TLS setup failed: {e}"))?)
+        } else {
+            None
+        };
 
         let mut tcp = HttpConnector::new();
         tcp.enforce_http(false);
@@ -131,7 +141,10 @@ impl Connector {
             proxy_auth: None,
         };
         let (route, proxy_label) = match intercept {
-            None => (Route::Direct(HttpsConnector::from((tcp, tls.into()))), None),
+            None => match tls {
+                Some(tls) => (Route::Direct(HttpsConnector::from((tcp, tls.into()))), None),
+                None => (Route::Plain(tcp), None),
+            },
             Some(i) => {
                 let proxy_uri = i.uri().clone();
                 if proxy_uri.scheme_str() != Some("http") {
@@ -144,7 +157,7 @@ impl Connector {
                     .authority()
                     .map(|a| a.to_string())
                     .unwrap_or_default();
-                if target.scheme_str() == Some("https") {
+                if let (Some("https"), Some(tls)) = (target.scheme_str(), tls) {
                     let mut tunnel = Tunnel::new(proxy_uri, tcp);
                     if let Some(auth) = i.basic_auth() {
                         tunnel = tunnel.with_auth(auth.clone());
@@ -185,6 +198,11 @@ impl Connector {
                     .call(self.target.clone())
                     .await
                     .map_err(|e| error_chain(&*e)),
+                Route::Plain(mut tcp) => tcp
+                    .call(self.target.clone())
+                    .await
+                    .map(MaybeHttpsStream::Http)
+                    .map_err(|e| error_chain(&e)),
                 Route::Tunnel(mut c) => c
                     .call(self.target.clone())
                     .await

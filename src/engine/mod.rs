@@ -33,7 +33,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, HOST, PROXY_AUTHORIZATION, USER_AGENT};
+use http::header::{
+    HeaderName, HeaderValue, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION, USER_AGENT,
+};
 use http::{HeaderMap, Uri};
 use tokio_util::sync::CancellationToken;
 
@@ -346,6 +348,11 @@ impl Engine {
             Method::Get => Bytes::new(),
             _ => req.body_bytes.clone(),
         };
+        if !body.is_empty() && !headers.contains_key(CONTENT_LENGTH) {
+            // Set once here rather than inserted by hyper into every request's copy of
+            // the headers (which grows that map's allocation per request).
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
         let display = format!("{} {}", req.method, req.redact(&req.url));
         Ok(Engine {
             inner: Arc::new(Inner {
