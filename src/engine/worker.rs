@@ -210,8 +210,10 @@ async fn run_prompt(
             }
         };
         let resp = &attempt.resp;
-        let c = classifier.classify(resp);
-        let hint = classifier.retry_hint(resp);
+        // Outcome, usage and hint from one parse of the body.
+        let inspection = classifier.inspect(resp);
+        let c = inspection.classified;
+        let hint = inspection.retry_hint;
         if hint.is_some() {
             out.retry_hint = out.retry_hint.max(hint);
         }
@@ -242,7 +244,7 @@ async fn run_prompt(
         }
 
         let usage = if c.outcome == Outcome::Success {
-            classifier.usage(resp)
+            inspection.usage
         } else {
             Default::default()
         };
@@ -474,7 +476,7 @@ async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
     }
     let body = buf.finish();
     let events = if streamed {
-        super::sse::parse(&body)
+        crate::classify::parse_sse(&body)
     } else {
         Vec::new()
     };
