@@ -222,7 +222,8 @@ impl TlsNginx {
             .arg("-c")
             .arg(dir.path().join("nginx.conf"))
             .arg("-g")
-            .arg(format!("daemon off; pid {d}/nginx.pid;"))
+            // One process (no master/worker split), so killing the child leaves nothing.
+            .arg(format!("daemon off; master_process off; pid {d}/nginx.pid;"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
