@@ -223,7 +223,9 @@ impl TlsNginx {
             .arg(dir.path().join("nginx.conf"))
             .arg("-g")
             // One process (no master/worker split), so killing the child leaves nothing.
-            .arg(format!("daemon off; master_process off; pid {d}/nginx.pid;"))
+            .arg(format!(
+                "daemon off; master_process off; pid {d}/nginx.pid;"
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
