@@ -150,8 +150,12 @@ impl Nginx {
                 "-c",
                 &format!("{d}/nginx.conf"),
                 "-g",
-                "daemon off;",
+                // One process (no master/worker split), so killing the child leaves
+                // nothing behind holding the test's pipes.
+                "daemon off; master_process off;",
             ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("nginx starts");
         // Owned from here on: Drop kills and reaps it whatever happens below.
