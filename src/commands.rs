@@ -19,8 +19,21 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
             run_probe(&settings::resolve(&probe, Some((&sc, &path)))?)
         }
         None => run_probe(&settings::resolve(&cli.probe, None)?),
+        Some(Command::Plan {
+            scenario,
+            show_request,
+            probe,
+        }) => {
+            let settings = match scenario {
+                Some(name) => {
+                    let (sc, path) = settings::load_scenario(&name)?;
+                    settings::resolve_with(&probe, Some((&sc, &path)), false)?
+                }
+                None => settings::resolve_with(&probe, None, false)?,
+            };
+            print_stdout(&plan(&settings, show_request)?)
+        }
         Some(Command::Simulate { port, settings }) => simulate(port, settings),
-        Some(Command::Plan { .. }) => Err(Error::Internal("this command is not built yet".into())),
     }
 }
 
@@ -106,6 +119,10 @@ pub fn run_probe(settings: &ProbeSettings) -> Result<(), Error> {
         })?;
         eprintln!("result written to {}", path.display());
     }
+    if let Some(path) = &settings.chart {
+        crate::chart::write(path, result).map_err(Error::Internal)?;
+        eprintln!("chart written to {}", path.display());
+    }
     if let Some(w) = result.recommended_workers {
         print_stdout(&format!("{w}\n"))?;
     }
@@ -151,6 +168,8 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
         max_body_bytes: settings::MAX_BODY_BYTES,
         ca_cert: settings.ca_cert.clone(),
         verbose: settings.verbose,
+        proxy: crate::engine::ProxySettings::from_env(),
+        log: crate::engine::LogSink::stderr(),
     })
     .map_err(Error::Usage)?;
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -165,12 +184,153 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
             }
         }
     });
-    let mut observer = crate::probe::PlainLines;
-    let outcome = crate::probe::run(&settings, &engine, &cancel, &mut observer).await;
+    let observer = crate::progress::Progress::stderr();
+    let outcome = crate::probe::run(&settings, &engine, &cancel, &observer).await;
+    observer.finish();
     if let Some(s) = sim {
         s.shutdown().await;
     }
     Ok(outcome)
+}
+
+/// `plan`: the steps the probe would run and the most they could spend, against the
+/// caps; with `show_request`, the exact request (secrets redacted). Sends nothing.
+pub fn plan(settings: &ProbeSettings, show_request: bool) -> Result<String, Error> {
+    use crate::planner::{self, SpendCap};
+    use crate::probe::{estimated_input_tokens, worst_case_spend};
+    use std::fmt::Write;
+
+    let mut out = String::new();
+    let request = settings.render_request()?;
+    let _ = writeln!(
+        out,
+        "provider: {} ({})",
+        settings.provider.name, settings.provider_source
+    );
+    let _ = writeln!(
+        out,
+        "request:  {} {}",
+        request.method,
+        request.redact(&request.url)
+    );
+    let _ = writeln!(
+        out,
+        "model:    {}   max_tokens {}   prompt {} chars (~{} tokens)   stream {}",
+        settings.model,
+        settings.max_tokens,
+        settings.prompt.chars().count(),
+        estimated_input_tokens(settings),
+        settings.stream
+    );
+    if settings.simulator.is_some() {
+        let _ = writeln!(
+            out,
+            "target:   the built-in simulator, started on 127.0.0.1 when the probe runs"
+        );
+    }
+    let ramp = planner::ramp(&settings.planner);
+    let ramp_prompts: u32 = ramp
+        .iter()
+        .map(|w| planner::prompts_for(&settings.planner, *w))
+        .sum();
+    let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+    let _ = writeln!(
+        out,
+        "\nsteps if every step passes: {} ({} steps, {ramp_prompts} prompts)",
+        list(&ramp),
+        ramp.len()
+    );
+    let worst = planner::worst_case_steps(&settings.planner);
+    let _ = writeln!(
+        out,
+        "worst case:                 {} ({} steps)\n",
+        list(&worst),
+        worst.len()
+    );
+    let caps = SpendCap {
+        max_prompts: settings.caps.max_prompts,
+        max_output_tokens: settings.caps.max_output_tokens,
+        max_cost_usd: settings.caps.max_cost_usd,
+    };
+    let priced = settings.provider.pricing.is_some();
+    let _ = writeln!(
+        out,
+        "{:>4}  {:>7}  {:>7}  {:>12}  {:>17}  {:>10}",
+        "step", "workers", "prompts", "sum prompts", "sum output (max)", "sum cost"
+    );
+    let mut spent = planner::Spend {
+        cost_usd: priced.then_some(0.0),
+        ..Default::default()
+    };
+    let mut stop: Option<(usize, String)> = None;
+    for (i, w) in worst.iter().enumerate() {
+        let prompts = planner::prompts_for(&settings.planner, *w);
+        let step = worst_case_spend(settings, prompts);
+        if stop.is_none() {
+            if let Err(why) = caps.check(spent, step) {
+                stop = Some((i, why));
+            }
+        }
+        spent = spent.plus(step);
+        let cost = spent
+            .cost_usd
+            .map(|c| format!("${c:.4}"))
+            .unwrap_or_else(|| "unknown".into());
+        let mark = if stop.as_ref().is_some_and(|(at, _)| *at == i) {
+            "  <- a cap stops the probe here"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{:>4}  {:>7}  {:>7}  {:>12}  {:>17}  {:>10}{mark}",
+            i + 1,
+            w,
+            prompts,
+            spent.prompts,
+            spent.output_tokens,
+            cost
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nworst case: {} prompts, up to {} output tokens, ~{} input tokens, cost {}",
+        spent.prompts,
+        spent.output_tokens,
+        spent.prompts * estimated_input_tokens(settings),
+        spent
+            .cost_usd
+            .map(|c| format!("${c:.4}"))
+            .unwrap_or_else(|| "unknown (no pricing in the provider file)".into())
+    );
+    if caps != SpendCap::default() {
+        match &stop {
+            Some((i, why)) => {
+                let _ = writeln!(
+                    out,
+                    "caps: the probe would stop before step {} at worst: {why}",
+                    i + 1
+                );
+            }
+            None => {
+                let _ = writeln!(out, "caps: the worst case fits within the caps");
+            }
+        }
+    }
+    if show_request {
+        let _ = writeln!(
+            out,
+            "\nrequest the probe sends (secrets as ***):\n{} {}",
+            request.method,
+            request.redact(&request.url)
+        );
+        for (name, value) in request.redacted_headers() {
+            let _ = writeln!(out, "{name}: {value}");
+        }
+        let body = serde_json::to_string_pretty(&request.body).unwrap_or_default();
+        let _ = writeln!(out, "\n{}", request.redact(&body));
+    }
+    Ok(out)
 }
 
 /// `simulate`: serves the simulated provider on 127.0.0.1 until Ctrl-C, then prints

@@ -20,6 +20,7 @@
 //! - [`simulate`]: the built-in simulated provider, for demos, tests and benchmarks.
 //! - [`commands`]: one function per subcommand; [`exit`]: the exit codes.
 
+pub mod chart;
 pub mod classify;
 pub mod cli;
 pub mod commands;
@@ -27,9 +28,11 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod exit;
+pub mod insight;
 pub mod jsonpath;
 pub mod planner;
 pub mod probe;
+pub mod progress;
 pub mod report;
 pub mod settings;
 pub mod simulate;

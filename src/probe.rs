@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::provider::Outcome;
 use crate::engine::{Engine, StepResult, StepSpec};
-use crate::planner::{self, Decision, StepOutcome, Verdict};
+use crate::planner::{self, Decision, Spend, SpendCap, StepOutcome, Verdict};
+use crate::progress::Progress;
 use crate::report::{self, ProbeResult, ResultSettings, RunRecord, Totals};
 use crate::settings::ProbeSettings;
 use crate::Error;
@@ -18,45 +19,6 @@ use crate::Error;
 pub struct ProbeOutcome {
     pub result: ProbeResult,
     pub error: Option<Error>,
-}
-
-/// What the probe tells the person watching. The probe calls these; `progress.rs`
-/// draws them.
-pub trait Observer: Send {
-    fn step_started(&mut self, index: usize, workers: u32, prompts: u32);
-    fn step_finished(&mut self, index: usize, record: &RunRecord);
-    fn cooldown(&mut self, wait: Duration, reason: &str, next_workers: u32);
-    fn note(&mut self, line: &str);
-}
-
-/// An observer that prints plain lines to stderr.
-pub struct PlainLines;
-
-impl Observer for PlainLines {
-    fn step_started(&mut self, index: usize, workers: u32, prompts: u32) {
-        eprintln!("step {}: {workers} workers, {prompts} prompts", index + 1);
-    }
-    fn step_finished(&mut self, index: usize, r: &RunRecord) {
-        eprintln!(
-            "step {}: {} workers: {} ({} ok, {} rate limited, {} failed) in {:.1}s",
-            index + 1,
-            r.workers,
-            r.status.replace('_', " "),
-            r.success,
-            r.rate_limited,
-            r.failed,
-            r.duration_ms as f64 / 1000.0
-        );
-    }
-    fn cooldown(&mut self, wait: Duration, reason: &str, next_workers: u32) {
-        eprintln!(
-            "cooling down {:.1}s ({reason}) before {next_workers} workers",
-            wait.as_secs_f64()
-        );
-    }
-    fn note(&mut self, line: &str) {
-        eprintln!("{line}");
-    }
 }
 
 /// RFC 3339 UTC time with milliseconds.
@@ -84,7 +46,7 @@ fn cost(settings: &ProbeSettings, input: u64, output: u64) -> Option<f64> {
         .provider
         .pricing
         .as_ref()
-        .map(|p| (input as f64 * p.input_per_million + output as f64 * p.output_per_million) / 1e6)
+        .map(|p| report::cost_usd(p, input, output))
 }
 
 /// A rough input-token count of the prompt (4 characters a token), for worst cases.
@@ -92,39 +54,19 @@ pub fn estimated_input_tokens(settings: &ProbeSettings) -> u64 {
     (settings.prompt.chars().count() as u64).div_ceil(4).max(1)
 }
 
-/// Why a step may not start under the spend caps, if it may not.
-fn cap_refusal(settings: &ProbeSettings, totals: &Totals, prompts: u32) -> Option<String> {
-    let caps = settings.caps;
-    let next_prompts = totals.prompts + u64::from(prompts);
-    if let Some(max) = caps.max_prompts {
-        if next_prompts > max {
-            return Some(format!(
-                "the next step ({prompts} prompts) would take the probe to {next_prompts} prompts, past --max-prompts {max}"
-            ));
-        }
-    }
-    let step_output = u64::from(prompts) * u64::from(settings.max_tokens);
-    if let Some(max) = caps.max_output_tokens {
-        let worst = totals.output_tokens + step_output;
-        if worst > max {
-            return Some(format!(
-                "the next step could take output to {worst} tokens ({prompts} prompts × max_tokens {}), past --max-output-tokens {max}",
-                settings.max_tokens
-            ));
-        }
-    }
-    if let (Some(max), Some(spent)) = (caps.max_cost_usd, totals.cost_usd.or(Some(0.0))) {
-        let step_input = u64::from(prompts) * estimated_input_tokens(settings);
-        if let Some(step_cost) = cost(settings, step_input, step_output) {
-            let worst = spent + step_cost;
-            if worst > max {
-                return Some(format!(
-                    "the next step could take the estimated cost to ${worst:.4}, past --max-cost ${max:.4}"
-                ));
-            }
-        }
-    }
-    None
+/// The most a step of `prompts` prompts could spend.
+pub fn worst_case_spend(settings: &ProbeSettings, prompts: u32) -> Spend {
+    let prices = settings
+        .provider
+        .pricing
+        .as_ref()
+        .map(|p| (p.input_per_million, p.output_per_million));
+    Spend::worst_case(
+        prompts,
+        estimated_input_tokens(settings),
+        settings.max_tokens,
+        prices,
+    )
 }
 
 /// A step's record for the result file.
@@ -224,7 +166,7 @@ pub async fn run(
     settings: &ProbeSettings,
     engine: &Engine,
     cancel: &CancellationToken,
-    observer: &mut dyn Observer,
+    observer: &Progress,
 ) -> ProbeOutcome {
     let started = Instant::now();
     let started_at = SystemTime::now();
@@ -233,12 +175,33 @@ pub async fn run(
     let mut totals = Totals::default();
     let mut last_hint: Option<Duration> = None;
     let mut verdict: Option<Verdict> = None;
+    // With --refine: the spec ramp's own verdict, kept for the result file.
+    let mut spec_verdict: Option<Verdict> = None;
+    let mut spec_runs = 0;
+    // For the advertised-limits insight.
+    let mut readings = Vec::new();
+    let mut limited_steps = Vec::new();
+    let mut load_sum = (0.0f64, 0u64, 0u64, 0u64); // latency s, input, output, answered
+    let caps = SpendCap {
+        max_prompts: settings.caps.max_prompts,
+        max_output_tokens: settings.caps.max_output_tokens,
+        max_cost_usd: settings.caps.max_cost_usd,
+    };
     let mut error: Option<Error> = None;
     let mut outcome = "found";
     let mut interrupted = false;
 
     loop {
-        let (workers, prompts) = match planner::next(&settings.planner, &history) {
+        let decision = match spec_verdict {
+            Some(v) => planner::next_refined(&settings.planner, &history, v),
+            None => planner::next(&settings.planner, &history),
+        };
+        let (workers, prompts) = match decision {
+            Decision::Done(v) if settings.refine && spec_verdict.is_none() => {
+                spec_verdict = Some(v);
+                spec_runs = runs.len();
+                continue;
+            }
             Decision::Done(v) => {
                 verdict = Some(v);
                 break;
@@ -246,7 +209,14 @@ pub async fn run(
             Decision::Run { workers, prompts } => (workers, prompts),
         };
 
-        if let Some(why) = cap_refusal(settings, &totals, prompts) {
+        let spent = Spend {
+            prompts: totals.prompts,
+            output_tokens: totals.output_tokens,
+            cost_usd: totals
+                .cost_usd
+                .or(settings.provider.pricing.as_ref().map(|_| 0.0)),
+        };
+        if let Err(why) = caps.check(spent, worst_case_spend(settings, prompts)) {
             outcome = "spend_cap";
             error = Some(Error::StoppedEarly(format!(
                 "spend cap: {why}; stopping{}",
@@ -294,6 +264,20 @@ pub async fn run(
         };
         let step = engine.run_step(spec, cancel.child_token()).await;
         let record = run_record(settings, &step, Duration::ZERO);
+        readings.extend(step.buckets.iter().cloned());
+        if step.rate_limited() > 0 {
+            limited_steps.push((workers, step.buckets.clone()));
+        }
+        for p in step
+            .prompts
+            .iter()
+            .filter(|p| p.outcome == Outcome::Success)
+        {
+            load_sum.0 += p.latency.as_secs_f64();
+            load_sum.1 += p.input_tokens.unwrap_or(0);
+            load_sum.2 += p.output_tokens.unwrap_or(0);
+            load_sum.3 += 1;
+        }
         observer.step_finished(runs.len(), &record);
         totals.steps += 1;
         totals.prompts += u64::from(record.prompts);
@@ -385,11 +369,57 @@ pub async fn run(
             max_retries: settings.max_retries,
             prompt_chars: settings.prompt.chars().count(),
         },
+        insights: refine_insight(spec_verdict, spec_runs, &runs)
+            .into_iter()
+            .chain(limits_insight_entry(&readings, load_sum, &limited_steps))
+            .collect(),
         runs,
         totals,
-        insights: Default::default(),
     };
     ProbeOutcome { result, error }
+}
+
+/// With `--refine`: the spec ramp's answer beside the refined one, and what refining cost.
+fn refine_insight(
+    spec: Option<Verdict>,
+    spec_runs: usize,
+    runs: &[RunRecord],
+) -> Option<(String, serde_json::Value)> {
+    let spec = spec?;
+    let spec_workers = match spec {
+        Verdict::Recommend { workers, .. } => Some(workers),
+        Verdict::RateLimitedAtOne => None,
+    };
+    let extra = &runs[spec_runs.min(runs.len())..];
+    Some((
+        "refine".into(),
+        serde_json::json!({
+            "spec_recommended_workers": spec_workers,
+            "spec_steps": spec_runs,
+            "refine_steps": extra.len(),
+            "refine_prompts": extra.iter().map(|r| u64::from(r.prompts)).sum::<u64>(),
+            "tested": extra.iter().map(|r| serde_json::json!({"workers": r.workers, "status": r.status})).collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+/// The advertised limits and the worker counts they imply, as a result-file entry.
+fn limits_insight_entry(
+    readings: &[crate::classify::BucketReading],
+    (latency_s, input, output, answered): (f64, u64, u64, u64),
+    limited: &[(u32, Vec<crate::classify::BucketReading>)],
+) -> Option<(String, serde_json::Value)> {
+    let n = answered.max(1) as f64;
+    let load = crate::insight::Load {
+        mean_latency_s: latency_s / n,
+        mean_input_tokens: input as f64 / n,
+        mean_output_tokens: output as f64 / n,
+    };
+    let insight = crate::insight::limits_insight(readings, load, limited)?;
+    Some((
+        "advertised_limits".into(),
+        serde_json::to_value(insight).ok()?,
+    ))
 }
 
 fn proven_note(history: &[StepOutcome]) -> String {

@@ -3,11 +3,24 @@
 //!
 //! These are view structs, built from the planner's history and the engine's step
 //! results at the end of a probe; nothing else is serialized to the result file.
+//!
+//! - [`percentiles`], [`cost_usd`], [`step_cost`], [`worst_case_cost`]: numbers derived
+//!   from measurements (`stats.rs`);
+//! - [`summary_table`]: the human summary on stderr (`summary.rs`);
+//! - [`write_result_atomically`]: the result file, never half written (`write.rs`).
 
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+mod stats;
+mod summary;
+mod write;
+
+pub use stats::{cost_usd, percentiles, step_cost, worst_case_cost};
+pub use summary::{format_duration_ms, summary_table};
+pub use write::{write_atomically, write_result_atomically};
 
 /// The result file. A superset of the seed spec's (`model`, `recommended_workers`,
 /// `max_tested`, `runs`).
@@ -143,39 +156,39 @@ pub struct Totals {
     pub cost_usd: Option<f64>,
 }
 
-// TEMPORARY until the report work lands: nearest-rank percentiles.
-pub fn percentiles(values_ms: &[f64]) -> Option<Percentiles> {
-    if values_ms.is_empty() {
-        return None;
-    }
-    let mut v = values_ms.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-    Some(Percentiles {
-        p50: at(0.5),
-        p90: at(0.9),
-        p95: at(0.95),
-        p99: at(0.99),
-        max: v[v.len() - 1],
-    })
-}
+#[cfg(test)]
+mod tests {
+    use crate::config::SchemaKind;
 
-// TEMPORARY until the report work lands.
-pub fn summary_table(r: &ProbeResult) -> String {
-    let mut s = String::new();
-    for run in &r.runs {
-        s.push_str(&format!(
-            "{:>5} workers {:>5} prompts {:>5} ok {:>5} 429 {}\n",
-            run.workers, run.prompts, run.success, run.rate_limited, run.status
-        ));
-    }
-    s
-}
+    /// The result file a probe writes is valid against the committed schema that
+    /// `find-workers-limit schema result` prints and editors use.
+    #[test]
+    fn a_result_validates_against_the_committed_schema() {
+        let schema: serde_json::Value =
+            serde_json::from_str(SchemaKind::Result.committed()).unwrap();
+        let validator = jsonschema::options().build(&schema).unwrap();
 
-// TEMPORARY until the report work lands.
-pub fn write_result_atomically(path: &std::path::Path, r: &ProbeResult) -> std::io::Result<()> {
-    std::fs::write(
-        path,
-        serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?,
-    )
+        let mut result = super::summary::tests::sample();
+        result.runs[0].ttft_ms = super::percentiles(&[120.0, 150.0]);
+        result.runs[0]
+            .rate_limit_headers
+            .insert("x-ratelimit-remaining-requests".into(), "499".into());
+        result.runs[0].outcomes_by_rule.insert("success".into(), 6);
+        result.insights.insert(
+            "refined".into(),
+            serde_json::json!({ "recommended_workers": 10 }),
+        );
+        let value = serde_json::to_value(&result).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| format!("{}: {e}", e.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+
+        // And the schema is not vacuous: a wrong type and an unknown field are caught.
+        let mut broken = value.clone();
+        broken["recommended_workers"] = serde_json::json!("nine");
+        broken["runs"][0]["surprise"] = serde_json::json!(1);
+        assert_eq!(validator.iter_errors(&broken).count(), 2);
+    }
 }

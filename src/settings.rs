@@ -157,6 +157,16 @@ pub fn resolve(
     args: &ProbeArgs,
     scenario: Option<(&Scenario, &Path)>,
 ) -> Result<ProbeSettings, Error> {
+    resolve_with(args, scenario, true)
+}
+
+/// [`resolve`], where `need_key: false` lets a missing key pass (the dry run `plan`,
+/// which sends nothing and shows the key as `***`).
+pub fn resolve_with(
+    args: &ProbeArgs,
+    scenario: Option<(&Scenario, &Path)>,
+    need_key: bool,
+) -> Result<ProbeSettings, Error> {
     let default_scenario = Scenario::default();
     let (sc, sc_path) = match scenario {
         Some((s, p)) => (s, Some(p)),
@@ -280,7 +290,7 @@ pub fn resolve(
         Some(name) => match keys.get(name) {
             Some(k) => Some(k),
             // The built-in simulator needs no key, whatever the provider file says.
-            None if provider.auth.optional || simulator.is_some() => None,
+            None if provider.auth.optional || simulator.is_some() || !need_key => None,
             None => return Err(keys.require(name).unwrap_err().into()),
         },
         None => None,

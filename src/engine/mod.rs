@@ -2,18 +2,46 @@
 //! response classified by the provider's rules. The engine decides nothing about what to
 //! test next (that is the planner's job) and has no policy beyond one step.
 //!
-//! CONTRACT (filled in by the engine work; the types are the interface the probe uses).
+//! # Design
+//! - **One HTTP/1.1 connection per worker**, not a shared pool. A step is W workers, each
+//!   a task that owns one keep-alive connection ([`hyper::client::conn::http1`]) and pulls
+//!   prompt indices from a shared atomic counter. This is what oha does, and for the same
+//!   reasons: concurrency is exactly W by construction (one worker, one connection, one
+//!   request at a time), there is no pool lock on the hot path (hyper-util's legacy
+//!   `Client` checks connections in and out of a mutex-guarded pool on every request),
+//!   and a broken connection is simply reopened by its worker. The route (direct, CONNECT
+//!   tunnel through a proxy, plain-http proxy) and TLS are decided once in
+//!   [`Engine::new`] (see `connect.rs`), since every request goes to the same URL.
+//! - The request is rendered once: method, URI, headers and body bytes are prepared in
+//!   [`Engine::new`] and cloned per request (the body is a refcounted [`Bytes`]).
+//! - Each worker keeps its own records and readings; they are merged once at the end of
+//!   the step, so workers share nothing but a few atomics.
+//! - **First request alone.** Until one response of this engine was accepted (success
+//!   or rate limited), the first worker sends the step's first prompt alone and the
+//!   others wait for it. A bad key or an exhausted quota then costs exactly one request,
+//!   not W of them. After that, steps start all workers at once.
+
+mod connect;
+mod sse;
+mod worker;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, HOST, PROXY_AUTHORIZATION, USER_AGENT};
+use http::{HeaderMap, Uri};
 use tokio_util::sync::CancellationToken;
 
 use crate::classify::{BucketReading, Classifier};
-use crate::config::provider::Outcome;
+use crate::config::provider::{Method, Outcome};
 use crate::template::RenderedRequest;
+
+pub use connect::ProxySettings;
 
 /// How the engine sends requests. Built once per probe.
 #[derive(Debug, Clone)]
@@ -38,6 +66,72 @@ pub struct EngineConfig {
     pub ca_cert: Option<PathBuf>,
     /// One line per request on stderr, auth redacted.
     pub verbose: bool,
+    /// The proxy to go through; the CLI passes [`ProxySettings::from_env`].
+    pub proxy: ProxySettings,
+    /// Where verbose lines go (default: stderr).
+    pub log: LogSink,
+}
+
+impl EngineConfig {
+    /// The defaults of the design (retries 3, backoff 500 ms to 8 s, connect 10 s,
+    /// request 300 s, body cap 16 MiB, proxy from the environment, log to stderr).
+    pub fn new(
+        request: RenderedRequest,
+        classifier: Arc<Classifier>,
+        stream: bool,
+    ) -> EngineConfig {
+        EngineConfig {
+            request,
+            classifier,
+            stream,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(300),
+            max_retries: 3,
+            retry_base_delay: Duration::from_millis(500),
+            retry_max_delay: Duration::from_secs(8),
+            max_body_bytes: 16 * 1024 * 1024,
+            ca_cert: None,
+            verbose: false,
+            proxy: ProxySettings::from_env(),
+            log: LogSink::stderr(),
+        }
+    }
+}
+
+/// Where verbose lines are written: one call per line, without the newline.
+#[derive(Clone)]
+pub struct LogSink(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl LogSink {
+    /// Standard error (write errors are ignored: a closed stderr must not fail a probe).
+    pub fn stderr() -> LogSink {
+        LogSink(Arc::new(|line: &str| {
+            use std::io::Write;
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{line}");
+        }))
+    }
+
+    /// Any function, e.g. one that collects lines in a test.
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> LogSink {
+        LogSink(Arc::new(f))
+    }
+
+    pub fn write(&self, line: &str) {
+        (self.0)(line)
+    }
+}
+
+impl Default for LogSink {
+    fn default() -> LogSink {
+        LogSink::stderr()
+    }
+}
+
+impl fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LogSink")
+    }
 }
 
 /// What one step runs.
@@ -112,16 +206,161 @@ impl StepResult {
     }
 }
 
-/// The engine: a hyper client and the configuration. Cheap to share.
-#[derive(Debug, Clone)]
+/// The engine: the connector, the prepared request and the configuration. Cheap to
+/// share (clones share one state).
+#[derive(Clone)]
 pub struct Engine {
     config: EngineConfig,
+    inner: Arc<Inner>,
 }
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .field("proxy", &self.inner.connector.proxy_label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every worker shares for the life of the engine.
+struct Inner {
+    connector: connect::Connector,
+    prepared: Prepared,
+    /// `POST https://host/path`, redacted, for verbose lines.
+    display: String,
+    /// A response of this engine was accepted (success or rate limited): steps no
+    /// longer send their first request alone.
+    verified: AtomicBool,
+}
+
+/// The request as hyper needs it, built once.
+struct Prepared {
+    method: http::Method,
+    /// Origin form (`/v1/chat/completions`), or absolute form for a plain-http proxy.
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Prepared {
+    fn request(&self) -> http::Request<http_body_util::Full<Bytes>> {
+        let mut req = http::Request::new(http_body_util::Full::new(self.body.clone()));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+/// Header names whose values are credentials: marked sensitive.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "proxy-authorization",
+];
 
 impl Engine {
     /// Builds the client (TLS roots, `--ca-cert`, proxy from the environment).
     pub fn new(config: EngineConfig) -> Result<Engine, String> {
-        Ok(Engine { config })
+        let req = &config.request;
+        let target: Uri = req
+            .url
+            .parse()
+            .map_err(|e| format!("invalid URL {}: {e}", req.redact(&req.url)))?;
+        match target.scheme_str() {
+            Some("http") | Some("https") => {}
+            _ => {
+                return Err(format!(
+                    "URL {} must start with http:// or https://",
+                    req.redact(&req.url)
+                ))
+            }
+        }
+        let authority = target
+            .authority()
+            .ok_or_else(|| format!("URL {} has no host", req.redact(&req.url)))?
+            .clone();
+        let ca_pem = match &config.ca_cert {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| format!("cannot read CA certificate {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let (connector, route) = connect::Connector::new(
+            &target,
+            &config.proxy,
+            ca_pem.as_deref(),
+            config.connect_timeout,
+        )?;
+
+        let uri = if route.absolute_form {
+            target.clone()
+        } else {
+            let pq = target.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            pq.parse::<Uri>()
+                .map_err(|e| format!("invalid URL path {}: {e}", req.redact(pq)))?
+        };
+
+        let mut headers = HeaderMap::with_capacity(req.headers.len() + 3);
+        for (name, value) in &req.headers {
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("invalid header name `{name}`"))?;
+            let mut v = HeaderValue::from_str(value)
+                .map_err(|_| format!("header `{name}` has a value that is not valid in HTTP"))?;
+            if SECRET_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                v.set_sensitive(true);
+            }
+            headers.append(n, v);
+        }
+        if !headers.contains_key(HOST) {
+            // Without userinfo: only host[:port].
+            let host = authority
+                .as_str()
+                .rsplit('@')
+                .next()
+                .unwrap_or(authority.as_str());
+            let v = HeaderValue::from_str(host)
+                .map_err(|_| "the URL's host is not a valid header value".to_string())?;
+            headers.insert(HOST, v);
+        }
+        if !headers.contains_key(USER_AGENT) {
+            headers.insert(
+                USER_AGENT,
+                HeaderValue::from_static(concat!("find-workers-limit/", env!("CARGO_PKG_VERSION"))),
+            );
+        }
+        if let Some(auth) = route.proxy_auth {
+            headers.insert(PROXY_AUTHORIZATION, auth);
+        }
+
+        let method = match req.method {
+            Method::Post => http::Method::POST,
+            Method::Put => http::Method::PUT,
+            Method::Get => http::Method::GET,
+        };
+        let body = match req.method {
+            Method::Get => Bytes::new(),
+            _ => req.body_bytes.clone(),
+        };
+        let display = format!("{} {}", req.method, req.redact(&req.url));
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                connector,
+                prepared: Prepared {
+                    method,
+                    uri,
+                    headers,
+                    body,
+                },
+                display,
+                verified: AtomicBool::new(false),
+            }),
+            config,
+        })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -130,7 +369,15 @@ impl Engine {
 
     /// Runs one step. Returns when every prompt is done, a fatal outcome was seen, or
     /// `cancel` fired.
-    pub async fn run_step(&self, _spec: StepSpec, _cancel: CancellationToken) -> StepResult {
-        unimplemented!("run_step")
+    pub async fn run_step(&self, spec: StepSpec, cancel: CancellationToken) -> StepResult {
+        worker::run_step(self, spec, cancel).await
+    }
+
+    fn verified(&self) -> bool {
+        self.inner.verified.load(Ordering::Acquire)
+    }
+
+    fn set_verified(&self) {
+        self.inner.verified.store(true, Ordering::Release)
     }
 }

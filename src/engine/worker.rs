@@ -1,0 +1,601 @@
+//! One step: W worker tasks, each with its own connection, pulling prompt indices from a
+//! shared counter; one attempt = connect if needed, send, read the whole body, classify.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::header::CONTENT_TYPE;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use rand::Rng;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::connect::{error_chain, human};
+use super::{Engine, PromptRecord, StepResult, StepSpec};
+use crate::classify::{BucketReading, Classified, ResponseData};
+use crate::config::provider::Outcome;
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// What the workers of one step share.
+struct Step {
+    engine: Engine,
+    spec: StepSpec,
+    started: Instant,
+    /// The next prompt index to take.
+    next: AtomicU64,
+    in_flight: AtomicU32,
+    max_in_flight: AtomicU32,
+    /// Fired by a fatal outcome or by the caller's cancel: no new request after it.
+    stop: CancellationToken,
+    /// Opened once the first request of an unverified engine was answered (see the
+    /// module docs of `engine`); open from the start otherwise.
+    gate: CancellationToken,
+    fatal: OnceLock<String>,
+}
+
+/// What one worker measured; merged with the others' at the end of the step.
+#[derive(Default)]
+struct WorkerOut {
+    records: Vec<(u64, PromptRecord)>,
+    retry_hint: Option<Duration>,
+    /// The last rate-limit headers and buckets this worker saw, and when.
+    readings: Option<(Instant, BTreeMap<String, String>, Vec<BucketReading>)>,
+}
+
+pub(super) async fn run_step(
+    engine: &Engine,
+    spec: StepSpec,
+    cancel: CancellationToken,
+) -> StepResult {
+    let started_at = SystemTime::now();
+    let gate = CancellationToken::new();
+    if engine.verified() {
+        gate.cancel();
+    }
+    let step = Arc::new(Step {
+        engine: engine.clone(),
+        spec,
+        started: Instant::now(),
+        next: AtomicU64::new(0),
+        in_flight: AtomicU32::new(0),
+        max_in_flight: AtomicU32::new(0),
+        stop: cancel.child_token(),
+        gate,
+        fatal: OnceLock::new(),
+    });
+
+    let mut set = JoinSet::new();
+    for w in 0..spec.workers {
+        set.spawn(worker(step.clone(), w));
+    }
+    let mut outs = Vec::with_capacity(spec.workers as usize);
+    while let Some(joined) = set.join_next().await {
+        // A worker that panicked loses its records; the step still reports the rest.
+        if let Ok(out) = joined {
+            outs.push(out);
+        }
+    }
+
+    let mut records: Vec<(u64, PromptRecord)> =
+        Vec::with_capacity(outs.iter().map(|o| o.records.len()).sum());
+    let mut retry_hint = None;
+    let mut readings: Option<(Instant, BTreeMap<String, String>, Vec<BucketReading>)> = None;
+    for out in outs {
+        records.extend(out.records);
+        retry_hint = retry_hint.max(out.retry_hint);
+        if let Some(r) = out.readings {
+            if readings.as_ref().is_none_or(|cur| r.0 > cur.0) {
+                readings = Some(r);
+            }
+        }
+    }
+    records.sort_unstable_by_key(|(i, _)| *i);
+    let (rate_limit_headers, buckets) = readings.map(|(_, h, b)| (h, b)).unwrap_or_default();
+    StepResult {
+        spec,
+        started_at,
+        duration: step.started.elapsed(),
+        prompts: records.into_iter().map(|(_, r)| r).collect(),
+        fatal: step.fatal.get().cloned(),
+        interrupted: cancel.is_cancelled(),
+        retry_hint,
+        rate_limit_headers,
+        buckets,
+        max_in_flight: step.max_in_flight.load(Ordering::Relaxed),
+    }
+}
+
+/// Opens the gate when the canary worker ends, whatever the reason, so that no worker
+/// waits forever.
+struct OpenOnDrop<'a>(&'a CancellationToken);
+
+impl Drop for OpenOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+async fn worker(step: Arc<Step>, w: u32) -> WorkerOut {
+    let mut out = WorkerOut::default();
+    let mut conn: Option<Sender> = None;
+    let canary = w == 0 && !step.gate.is_cancelled();
+    let _open = canary.then(|| OpenOnDrop(&step.gate));
+    if w != 0 {
+        tokio::select! {
+            biased;
+            _ = step.stop.cancelled() => return out,
+            _ = step.gate.cancelled() => {}
+        }
+    }
+    let mut first = canary;
+    loop {
+        if step.stop.is_cancelled() {
+            break;
+        }
+        let i = step.next.fetch_add(1, Ordering::Relaxed);
+        if i >= u64::from(step.spec.prompts) {
+            match step.spec.min_duration {
+                Some(min) if step.started.elapsed() < min => {}
+                _ => break,
+            }
+        }
+        run_prompt(&step, w, i, &mut conn, &mut out, first).await;
+        if first {
+            // The canary's prompt is over (and was not fatal, or `stop` fired): let the
+            // others in.
+            step.gate.cancel();
+            first = false;
+        }
+    }
+    out
+}
+
+/// Counts a request in flight while alive.
+struct InFlight<'a>(&'a AtomicU32);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a AtomicU32, max: &AtomicU32) -> InFlight<'a> {
+        let now = counter.fetch_add(1, Ordering::AcqRel) + 1;
+        max.fetch_max(now, Ordering::AcqRel);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One response, or the failure to get one.
+struct Attempt {
+    resp: ResponseData,
+    ttft: Option<Duration>,
+    latency: Duration,
+}
+
+/// Sends one prompt, with retries of transient outcomes. Records it unless the step was
+/// stopped before it finished.
+async fn run_prompt(
+    step: &Step,
+    w: u32,
+    i: u64,
+    conn: &mut Option<Sender>,
+    out: &mut WorkerOut,
+    canary: bool,
+) {
+    let engine = &step.engine;
+    let cfg = engine.config();
+    let classifier = &cfg.classifier;
+    let mut retries = 0u32;
+    loop {
+        if step.stop.is_cancelled() {
+            return;
+        }
+        let attempt = {
+            let _in_flight = InFlight::new(&step.in_flight, &step.max_in_flight);
+            tokio::select! {
+                biased;
+                _ = step.stop.cancelled() => {
+                    // Dropping the request closes its connection.
+                    *conn = None;
+                    return;
+                }
+                a = send(engine, conn) => a,
+            }
+        };
+        let resp = &attempt.resp;
+        let c = classifier.classify(resp);
+        let hint = classifier.retry_hint(resp);
+        if hint.is_some() {
+            out.retry_hint = out.retry_hint.max(hint);
+        }
+        if resp.status.is_some() {
+            let headers = classifier.rate_limit_headers(resp);
+            if !headers.is_empty() {
+                out.readings = Some((Instant::now(), headers, classifier.buckets(resp)));
+            }
+        }
+        if canary && matches!(c.outcome, Outcome::Success | Outcome::RateLimited) {
+            engine.set_verified();
+            step.gate.cancel();
+        }
+
+        let retry = c.outcome == Outcome::Transient && retries < cfg.max_retries;
+        let delay =
+            retry.then(|| backoff(cfg.retry_base_delay, cfg.retry_max_delay, retries, hint));
+        if cfg.verbose {
+            log_attempt(engine, w, i, retries, &attempt, &c, delay);
+        }
+        if let Some(delay) = delay {
+            retries += 1;
+            tokio::select! {
+                biased;
+                _ = step.stop.cancelled() => return,
+                _ = tokio::time::sleep(delay) => continue,
+            }
+        }
+
+        let usage = if c.outcome == Outcome::Success {
+            classifier.usage(resp)
+        } else {
+            Default::default()
+        };
+        let error = describe_failure(engine, &c, resp);
+        if c.outcome == Outcome::Fatal {
+            let message = error.clone().unwrap_or_else(|| c.rule.clone());
+            let _ = step.fatal.set(message);
+            step.stop.cancel();
+        }
+        out.records.push((
+            i,
+            PromptRecord {
+                outcome: c.outcome,
+                rule: c.rule,
+                status: resp.status,
+                latency: attempt.latency,
+                ttft: attempt.ttft,
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                retries,
+                error,
+            },
+        ));
+        return;
+    }
+}
+
+/// Full jitter: uniform in [0, min(max, base × 2^n)]; a retry hint replaces it, capped.
+fn backoff(base: Duration, max: Duration, n: u32, hint: Option<Duration>) -> Duration {
+    if let Some(h) = hint {
+        return h.min(max);
+    }
+    let ceiling = base.saturating_mul(1u32 << n.min(20)).min(max);
+    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(rand::thread_rng().gen_range(0..=nanos))
+}
+
+/// The text a failed prompt is recorded with: the rule's message, the transport error,
+/// or the start of an unexpected body. Always redacted.
+fn describe_failure(engine: &Engine, c: &Classified, resp: &ResponseData) -> Option<String> {
+    if c.outcome == Outcome::Success {
+        return resp
+            .transport_error
+            .as_ref()
+            .map(|e| engine.config().request.redact(e));
+    }
+    let req = &engine.config().request;
+    if let Some(m) = &c.message {
+        return Some(req.redact(m));
+    }
+    if let Some(e) = &resp.transport_error {
+        return Some(req.redact(e));
+    }
+    let status = resp
+        .status
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "no response".into());
+    let snippet = snippet(engine, &resp.body);
+    Some(if snippet.is_empty() {
+        format!("HTTP {status} ({})", c.rule)
+    } else {
+        format!("HTTP {status} ({}): {snippet}", c.rule)
+    })
+}
+
+/// The first 200 characters of a body on one line, redacted before it is cut (so a cut
+/// can never leave part of a key visible).
+fn snippet(engine: &Engine, body: &[u8]) -> String {
+    const MAX: usize = 200;
+    let head = &body[..body.len().min(4096)];
+    let text = engine
+        .config()
+        .request
+        .redact(&String::from_utf8_lossy(head));
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        None => one_line,
+    }
+}
+
+fn log_attempt(
+    engine: &Engine,
+    w: u32,
+    i: u64,
+    retries: u32,
+    a: &Attempt,
+    c: &Classified,
+    delay: Option<Duration>,
+) {
+    let status = a
+        .resp
+        .status
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "no response".into());
+    let mut line = format!(
+        "[w={} p={} try={}] {} -> {status} {} (rule \"{}\") {}ms",
+        w + 1,
+        i + 1,
+        retries + 1,
+        engine.inner.display,
+        c.outcome,
+        c.rule,
+        a.latency.as_millis()
+    );
+    if let Some(ttft) = a.ttft {
+        line.push_str(&format!(" ttft {}ms", ttft.as_millis()));
+    }
+    if let Some(e) = &a.resp.transport_error {
+        line.push_str(": ");
+        line.push_str(e);
+    }
+    if let Some(d) = delay {
+        line.push_str(&format!("; retry in {}", human(d)));
+    }
+    let line = engine.config().request.redact(&line);
+    engine.config().log.write(&line);
+}
+
+/// One attempt: (re)connect if needed, send, read the whole body; all within the
+/// request timeout. Never fails: a failure is a `ResponseData` with `transport_error`.
+async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
+    let cfg = engine.config();
+    let start = Instant::now();
+    let deadline = tokio::time::sleep(cfg.request_timeout);
+    tokio::pin!(deadline);
+    let timed_out = || format!("request timed out after {}", human(cfg.request_timeout));
+    let failed = |e: String, start: Instant| Attempt {
+        resp: ResponseData {
+            transport_error: Some(e),
+            ..Default::default()
+        },
+        ttft: None,
+        latency: start.elapsed(),
+    };
+
+    // A kept-alive connection the server closed in the meantime is replaced once,
+    // transparently, when the request provably never left (hyper hands it back).
+    let mut reused = conn.is_some();
+    let response = loop {
+        if conn.as_ref().is_none_or(|s| s.is_closed()) {
+            reused = false;
+            let opened = tokio::select! {
+                biased;
+                r = open(engine) => r,
+                _ = &mut deadline => Err(timed_out()),
+            };
+            match opened {
+                Ok(s) => *conn = Some(s),
+                Err(e) => {
+                    *conn = None;
+                    return failed(e, start);
+                }
+            }
+        }
+        let Some(sender) = conn.as_mut() else {
+            return failed("no connection".into(), start);
+        };
+        let sent = tokio::select! {
+            biased;
+            r = async {
+                sender.ready().await.map_err(|e| (e, true))?;
+                sender.try_send_request(engine.inner.prepared.request()).await.map_err(|mut e| {
+                    let unsent = e.take_message().is_some();
+                    (e.into_error(), unsent)
+                })
+            } => r,
+            _ = &mut deadline => {
+                *conn = None;
+                return failed(timed_out(), start);
+            }
+        };
+        match sent {
+            Ok(resp) => break resp,
+            Err((e, unsent)) => {
+                *conn = None;
+                if reused && unsent {
+                    continue;
+                }
+                return failed(format!("request failed: {}", error_chain(&e)), start);
+            }
+        }
+    };
+
+    let received_at = SystemTime::now();
+    let (parts, mut body) = response.into_parts();
+    let streamed = cfg.stream && is_event_stream(&parts.headers);
+    let cap = cfg.max_body_bytes;
+    let mut buf = BodyBuf::default();
+    let mut ttft = None;
+    let mut transport_error = None;
+    loop {
+        tokio::select! {
+            biased;
+            frame = body.frame() => match frame {
+                None => break,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if data.is_empty() {
+                            continue;
+                        }
+                        if streamed && ttft.is_none() {
+                            ttft = Some(start.elapsed());
+                        }
+                        if buf.len() + data.len() > cap {
+                            transport_error = Some(format!("response body exceeds {cap} bytes"));
+                            break;
+                        }
+                        buf.push(data);
+                    }
+                }
+                Some(Err(e)) => {
+                    transport_error = Some(format!("response body cut short: {}", error_chain(&e)));
+                    break;
+                }
+            },
+            _ = &mut deadline => {
+                transport_error = Some(timed_out());
+                break;
+            }
+        }
+    }
+    if transport_error.is_some() {
+        // The connection is mid-message: it cannot carry another request.
+        *conn = None;
+    }
+    let body = buf.finish();
+    let events = if streamed {
+        super::sse::parse(&body)
+    } else {
+        Vec::new()
+    };
+    Attempt {
+        resp: ResponseData {
+            status: Some(parts.status.as_u16()),
+            headers: parts.headers,
+            body,
+            events,
+            transport_error,
+            received_at: Some(received_at),
+        },
+        ttft,
+        latency: start.elapsed(),
+    }
+}
+
+/// A new connection and its HTTP/1.1 handshake; the connection task is spawned and ends
+/// when the worker drops the sender.
+async fn open(engine: &Engine) -> Result<Sender, String> {
+    let io = engine.inner.connector.connect().await?;
+    let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|e| format!("HTTP handshake failed: {}", error_chain(&e)))?;
+    tokio::spawn(async move {
+        // Its errors reach the request that was in flight; nothing to add here.
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        let t = b"text/event-stream";
+        v.len() >= t.len() && v[..t.len()].eq_ignore_ascii_case(t)
+    })
+}
+
+/// Body chunks, copied only when there is more than one.
+#[derive(Default)]
+struct BodyBuf {
+    first: Option<Bytes>,
+    rest: Option<BytesMut>,
+    len: usize,
+}
+
+impl BodyBuf {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, data: Bytes) {
+        self.len += data.len();
+        match (&mut self.first, &mut self.rest) {
+            (None, _) => self.first = Some(data),
+            (Some(first), None) => {
+                let mut b = BytesMut::with_capacity((first.len() + data.len()).max(8 * 1024));
+                b.extend_from_slice(first);
+                b.extend_from_slice(&data);
+                self.rest = Some(b);
+            }
+            (Some(_), Some(rest)) => rest.extend_from_slice(&data),
+        }
+    }
+
+    fn finish(self) -> Bytes {
+        match (self.first, self.rest) {
+            (_, Some(rest)) => rest.freeze(),
+            (Some(first), None) => first,
+            (None, None) => Bytes::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_full_jitter_below_the_doubling_ceiling() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_millis(1000);
+        for n in 0..8 {
+            let ceiling = (base * 2u32.pow(n)).min(max);
+            for _ in 0..200 {
+                assert!(backoff(base, max, n, None) <= ceiling);
+            }
+        }
+        assert_eq!(
+            backoff(base, max, 0, Some(Duration::from_millis(300))),
+            Duration::from_millis(300)
+        );
+        assert_eq!(backoff(base, max, 0, Some(Duration::from_secs(60))), max);
+        assert_eq!(backoff(Duration::ZERO, max, 3, None), Duration::ZERO);
+    }
+
+    #[test]
+    fn body_buffer_keeps_one_chunk_uncopied_and_joins_many() {
+        let mut b = BodyBuf::default();
+        b.push(Bytes::from_static(b"abc"));
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.finish(), Bytes::from_static(b"abc"));
+        let mut b = BodyBuf::default();
+        for part in ["a", "bc", "def"] {
+            b.push(Bytes::from(part));
+        }
+        assert_eq!(b.len(), 6);
+        assert_eq!(b.finish(), Bytes::from_static(b"abcdef"));
+    }
+
+    #[test]
+    fn event_stream_content_type_is_case_insensitive() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            "Text/Event-Stream; charset=utf-8".parse().unwrap(),
+        );
+        assert!(is_event_stream(&h));
+        h.insert(CONTENT_TYPE, "application/json".parse().unwrap());
+        assert!(!is_event_stream(&h));
+    }
+}
