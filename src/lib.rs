@@ -28,6 +28,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod exit;
+pub mod insight;
 pub mod jsonpath;
 pub mod planner;
 pub mod probe;

@@ -178,6 +178,10 @@ pub async fn run(
     // With --refine: the spec ramp's own verdict, kept for the result file.
     let mut spec_verdict: Option<Verdict> = None;
     let mut spec_runs = 0;
+    // For the advertised-limits insight.
+    let mut readings = Vec::new();
+    let mut limited_steps = Vec::new();
+    let mut load_sum = (0.0f64, 0u64, 0u64, 0u64); // latency s, input, output, answered
     let caps = SpendCap {
         max_prompts: settings.caps.max_prompts,
         max_output_tokens: settings.caps.max_output_tokens,
@@ -260,6 +264,20 @@ pub async fn run(
         };
         let step = engine.run_step(spec, cancel.child_token()).await;
         let record = run_record(settings, &step, Duration::ZERO);
+        readings.extend(step.buckets.iter().cloned());
+        if step.rate_limited() > 0 {
+            limited_steps.push((workers, step.buckets.clone()));
+        }
+        for p in step
+            .prompts
+            .iter()
+            .filter(|p| p.outcome == Outcome::Success)
+        {
+            load_sum.0 += p.latency.as_secs_f64();
+            load_sum.1 += p.input_tokens.unwrap_or(0);
+            load_sum.2 += p.output_tokens.unwrap_or(0);
+            load_sum.3 += 1;
+        }
         observer.step_finished(runs.len(), &record);
         totals.steps += 1;
         totals.prompts += u64::from(record.prompts);
@@ -353,6 +371,7 @@ pub async fn run(
         },
         insights: refine_insight(spec_verdict, spec_runs, &runs)
             .into_iter()
+            .chain(limits_insight_entry(&readings, load_sum, &limited_steps))
             .collect(),
         runs,
         totals,
@@ -381,6 +400,25 @@ fn refine_insight(
             "refine_prompts": extra.iter().map(|r| u64::from(r.prompts)).sum::<u64>(),
             "tested": extra.iter().map(|r| serde_json::json!({"workers": r.workers, "status": r.status})).collect::<Vec<_>>(),
         }),
+    ))
+}
+
+/// The advertised limits and the worker counts they imply, as a result-file entry.
+fn limits_insight_entry(
+    readings: &[crate::classify::BucketReading],
+    (latency_s, input, output, answered): (f64, u64, u64, u64),
+    limited: &[(u32, Vec<crate::classify::BucketReading>)],
+) -> Option<(String, serde_json::Value)> {
+    let n = answered.max(1) as f64;
+    let load = crate::insight::Load {
+        mean_latency_s: latency_s / n,
+        mean_input_tokens: input as f64 / n,
+        mean_output_tokens: output as f64 / n,
+    };
+    let insight = crate::insight::limits_insight(readings, load, limited)?;
+    Some((
+        "advertised_limits".into(),
+        serde_json::to_value(insight).ok()?,
     ))
 }
 

@@ -82,7 +82,7 @@ fn bad_flags_and_files_get_one_clear_message() {
             s(&["--model", "gpt-4o", "--provider", "nope"]),
             key.clone(),
             3,
-            "error: unknown provider `nope`; loaded: anthropic, openai, simulated\n".into(),
+            "error: unknown provider `nope`; loaded: anthropic, azure-openai, cohere, deepseek, fireworks, gemini, gemini-openai, groq, mistral, ollama, openai, openrouter, simulated, together, vllm, xai\n".into(),
         ),
         (
             "ambiguous model",
@@ -96,7 +96,7 @@ fn bad_flags_and_files_get_one_clear_message() {
             s(&["--model", "mystery-1"]),
             key.clone(),
             3,
-            "error: no provider serves model `mystery-1`; give --provider (loaded: anthropic, openai, simulated)\n".into(),
+            "error: no provider serves model `mystery-1`; give --provider (loaded: anthropic, azure-openai, cohere, deepseek, fireworks, gemini, gemini-openai, groq, mistral, ollama, openai, openrouter, simulated, together, vllm, xai)\n".into(),
         ),
         (
             "template with unknown variable",
