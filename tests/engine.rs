@@ -377,7 +377,7 @@ async fn a_stall_hits_the_request_timeout() {
 
 async fn exactly_w_in_flight(w: u32) {
     let sim = sim(SimulatorSettings {
-        ttft_ms: Some(150),
+        ttft_ms: Some(300),
         ..fast()
     })
     .await;

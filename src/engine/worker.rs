@@ -81,23 +81,15 @@ pub(super) async fn run_step(
         }
     }
 
-    // Records go to their prompt's slot, so the result is in prompt order without a
-    // sort; each worker's list is freed as soon as it is moved.
-    let slots_len = outs
-        .iter()
-        .filter_map(|o| o.records.last().map(|(i, _)| *i + 1))
-        .max()
-        .unwrap_or(0);
-    let mut slots: Vec<Option<PromptRecord>> = Vec::new();
-    slots.resize_with(usize::try_from(slots_len).unwrap_or(0), || None);
+    // One list of all records, each worker's moved in and freed at once, sorted in
+    // place; the index is then stripped in place too. The peak stays near one copy of
+    // the records, which matters at thousands of workers.
+    let total = outs.iter().map(|o| o.records.len()).sum();
+    let mut records: Vec<(u64, PromptRecord)> = Vec::with_capacity(total);
     let mut retry_hint = None;
     let mut readings: Option<(Instant, BTreeMap<String, String>, Vec<BucketReading>)> = None;
     for out in outs {
-        for (i, record) in out.records {
-            if let Some(slot) = usize::try_from(i).ok().and_then(|i| slots.get_mut(i)) {
-                *slot = Some(record);
-            }
-        }
+        records.extend(out.records);
         retry_hint = retry_hint.max(out.retry_hint);
         if let Some(r) = out.readings {
             if readings.as_ref().is_none_or(|cur| r.0 > cur.0) {
@@ -105,12 +97,13 @@ pub(super) async fn run_step(
             }
         }
     }
+    records.sort_unstable_by_key(|(i, _)| *i);
     let (rate_limit_headers, buckets) = readings.map(|(_, h, b)| (h, b)).unwrap_or_default();
     StepResult {
         spec,
         started_at,
         duration: step.started.elapsed(),
-        prompts: slots.into_iter().flatten().collect(),
+        prompts: records.into_iter().map(|(_, r)| r).collect(),
         fatal: step.fatal.get().cloned(),
         interrupted: cancel.is_cancelled(),
         retry_hint,
