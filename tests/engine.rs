@@ -401,6 +401,19 @@ async fn exactly_50_in_flight() {
     exactly_w_in_flight(50).await;
 }
 
+async fn step_with(engine: &Engine, workers: u32, prompts: u32) -> StepResult {
+    engine
+        .run_step(
+            StepSpec {
+                workers,
+                prompts,
+                min_duration: None,
+            },
+            CancellationToken::new(),
+        )
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_duration_keeps_workers_busy() {
     let sim = sim(SimulatorSettings {
@@ -423,6 +436,34 @@ async fn min_duration_keeps_workers_busy() {
     assert!(r.prompts.len() >= 8, "{}", r.prompts.len());
     assert_eq!(r.success() as usize, r.prompts.len());
     assert_eq!(sim.stats().requests, r.prompts.len() as u64);
+}
+
+/// A sustained step that hits a rate limit has failed: it ends once its planned prompts
+/// are sent instead of hammering the limit until the duration is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_duration_stops_extending_once_rate_limited() {
+    let sim = sim(SimulatorSettings {
+        max_concurrency: Some(2),
+        ttft_ms: Some(40),
+        ..fast()
+    })
+    .await;
+    let engine = Engine::new(openai(&sim, false)).expect("engine");
+    // Verify the engine first, so the step starts all 4 workers at once.
+    step_with(&engine, 1, 1).await;
+    let r = engine
+        .run_step(
+            StepSpec {
+                workers: 4,
+                prompts: 8,
+                min_duration: Some(Duration::from_secs(30)),
+            },
+            CancellationToken::new(),
+        )
+        .await;
+    assert!(r.rate_limited() > 0);
+    assert_eq!(r.prompts.len(), 8, "no prompt beyond the planned 8");
+    assert!(r.duration < Duration::from_secs(5), "{:?}", r.duration);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

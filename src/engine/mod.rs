@@ -141,7 +141,8 @@ pub struct StepSpec {
     /// Prompts to send (each retried up to `max_retries` on transient outcomes).
     pub prompts: u32,
     /// When set, workers keep taking prompts until at least this long has passed
-    /// (and at least `prompts` were sent).
+    /// (and at least `prompts` were sent) — unless a prompt was rate limited: the step
+    /// has failed then, and it ends once `prompts` were sent.
     pub min_duration: Option<Duration>,
 }
 

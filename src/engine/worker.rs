@@ -2,7 +2,7 @@
 //! shared counter; one attempt = connect if needed, send, read the whole body, classify.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -36,6 +36,9 @@ struct Step {
     /// module docs of `engine`); open from the start otherwise.
     gate: CancellationToken,
     fatal: OnceLock<String>,
+    /// A prompt of this step was rate limited: the step has failed, so a `min_duration`
+    /// no longer keeps workers taking prompts (more would only hammer the limit).
+    limited: AtomicBool,
 }
 
 /// What one worker measured; merged with the others' at the end of the step.
@@ -67,6 +70,7 @@ pub(super) async fn run_step(
         stop: cancel.child_token(),
         gate,
         fatal: OnceLock::new(),
+        limited: AtomicBool::new(false),
     });
 
     let mut set = JoinSet::new();
@@ -146,7 +150,8 @@ async fn worker(step: Arc<Step>, w: u32) -> WorkerOut {
         let i = step.next.fetch_add(1, Ordering::Relaxed);
         if i >= u64::from(step.spec.prompts) {
             match step.spec.min_duration {
-                Some(min) if step.started.elapsed() < min => {}
+                Some(min)
+                    if step.started.elapsed() < min && !step.limited.load(Ordering::Relaxed) => {}
                 _ => break,
             }
         }
@@ -220,7 +225,9 @@ async fn run_prompt(
         let inspection = classifier.inspect(resp);
         let c = inspection.classified;
         let hint = inspection.retry_hint;
-        if hint.is_some() {
+        // A hint is an instruction only on a refusal; the reset time a successful answer
+        // reports is not a reason to wait.
+        if hint.is_some() && c.outcome != Outcome::Success {
             out.retry_hint = out.retry_hint.max(hint);
         }
         if resp.status.is_some() {
@@ -255,6 +262,9 @@ async fn run_prompt(
             Default::default()
         };
         let error = describe_failure(engine, &c, resp);
+        if c.outcome == Outcome::RateLimited {
+            step.limited.store(true, Ordering::Relaxed);
+        }
         if c.outcome == Outcome::Fatal {
             let message = error.clone().unwrap_or_else(|| c.rule.clone());
             let _ = step.fatal.set(message);
