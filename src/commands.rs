@@ -3,9 +3,11 @@
 use std::io::Write;
 
 use crate::cli::{Cli, Command};
+use crate::config::provider::Outcome;
 use crate::config::registry::Registry;
 use crate::config::scenario::SimulatorSettings;
 use crate::config::{self, SchemaKind};
+use crate::progress::PromptOutcome;
 use crate::settings::{self, ProbeSettings};
 use crate::Error;
 
@@ -154,6 +156,7 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
         sim = Some(server);
     }
     let request = settings.render_request()?;
+    let observer = crate::progress::Progress::stderr();
     let classifier =
         crate::classify::Classifier::new(&settings.provider).map_err(Error::Internal)?;
     let engine = crate::engine::Engine::new(crate::engine::EngineConfig {
@@ -170,6 +173,16 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
         verbose: settings.verbose,
         proxy: crate::engine::ProxySettings::from_env(),
         log: crate::engine::LogSink::stderr(),
+        on_prompt: {
+            let progress = observer.clone();
+            crate::engine::PromptHook::new(move |o| {
+                progress.prompt_done(match o {
+                    Outcome::Success => PromptOutcome::Ok,
+                    Outcome::RateLimited => PromptOutcome::RateLimited,
+                    Outcome::Transient | Outcome::Fatal => PromptOutcome::Failed,
+                })
+            })
+        },
     })
     .map_err(Error::Usage)?;
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -184,7 +197,6 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
             }
         }
     });
-    let observer = crate::progress::Progress::stderr();
     let outcome = crate::probe::run(&settings, &engine, &cancel, &observer).await;
     observer.finish();
     if let Some(s) = sim {

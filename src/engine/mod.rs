@@ -69,6 +69,34 @@ pub struct EngineConfig {
     pub proxy: ProxySettings,
     /// Where verbose lines go (default: stderr).
     pub log: LogSink,
+    /// Called with the final outcome of every prompt as it finishes (progress display).
+    pub on_prompt: PromptHook,
+}
+
+/// A callback for each finished prompt; the default does nothing.
+#[derive(Clone, Default)]
+pub struct PromptHook(Option<Arc<dyn Fn(Outcome) + Send + Sync>>);
+
+impl PromptHook {
+    pub fn new(f: impl Fn(Outcome) + Send + Sync + 'static) -> PromptHook {
+        PromptHook(Some(Arc::new(f)))
+    }
+
+    pub fn call(&self, outcome: Outcome) {
+        if let Some(f) = &self.0 {
+            f(outcome)
+        }
+    }
+}
+
+impl fmt::Debug for PromptHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "PromptHook(set)"
+        } else {
+            "PromptHook(none)"
+        })
+    }
 }
 
 impl EngineConfig {
@@ -93,6 +121,7 @@ impl EngineConfig {
             verbose: false,
             proxy: ProxySettings::from_env(),
             log: LogSink::stderr(),
+            on_prompt: PromptHook::default(),
         }
     }
 }

@@ -270,6 +270,7 @@ async fn run_prompt(
             let _ = step.fatal.set(message);
             step.stop.cancel();
         }
+        engine.config().on_prompt.call(c.outcome);
         out.records.push((
             i,
             PromptRecord {
