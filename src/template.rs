@@ -65,7 +65,7 @@ impl std::fmt::Debug for RenderedRequest {
 }
 
 /// Header names that carry credentials whatever their value.
-const SECRET_HEADERS: &[&str] = &[
+pub const SECRET_HEADERS: &[&str] = &[
     "authorization",
     "x-api-key",
     "api-key",

@@ -282,14 +282,9 @@ impl Prepared {
     }
 }
 
-/// Header names whose values are credentials: marked sensitive.
-const SECRET_HEADERS: &[&str] = &[
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "x-goog-api-key",
-    "proxy-authorization",
-];
+/// Header names whose values are credentials: marked sensitive (the same list
+/// verbose output and `plan` redact).
+use crate::template::SECRET_HEADERS;
 
 impl Engine {
     /// Builds the client (TLS roots, `--ca-cert`, proxy from the environment).
