@@ -209,7 +209,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Percentiles, ProbeResult, ResultSettings, RunRecord, Totals};
+    use crate::report::{ProbeResult, ResultSettings, RunRecord, Totals};
 
     fn run(workers: u32, status: &str, p50: f64) -> RunRecord {
         let limited = u32::from(status == "rate_limited");

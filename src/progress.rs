@@ -280,7 +280,6 @@ fn countdown_style(wait: Duration) -> ProgressStyle {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
 
