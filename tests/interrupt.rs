@@ -220,3 +220,33 @@ fn a_second_ctrl_c_quits_at_once_when_finishing_is_stuck() {
     // The file written before is whole and untouched.
     assert_cooldown_result(dir.path());
 }
+
+#[test]
+fn a_second_ctrl_c_quits_at_once_when_stderr_is_stuck() {
+    // stderr is a full pipe nobody reads (a paused pager): the probe blocks on its
+    // first progress line, and so would anything that prints on Ctrl-C.
+    let sim = Sim::start(SimulatorSettings::default());
+    let dir = tempfile::tempdir().unwrap();
+    let base = sim.openai_base_url();
+    let (_keep_out, out_w) = full_pipe();
+    let (_keep_err, err_w) = full_pipe();
+    let mut p = spawn_with(
+        dir.path(),
+        &probe_args(&base, &[]),
+        &[],
+        std::process::Stdio::from(out_w),
+        std::process::Stdio::from(err_w),
+    );
+    // Up and stuck: it never gets to send a request.
+    assert_eq!(p.wait_timeout(SECS(2)), None);
+    assert_eq!(sim.stats().requests, 0);
+    p.signal(libc::SIGINT);
+    assert_eq!(p.wait_timeout(Duration::from_millis(500)), None);
+    p.signal(libc::SIGINT);
+    let status = p.wait_timeout(SECS(1));
+    assert!(
+        status.is_some(),
+        "still running 1 s after the second Ctrl-C"
+    );
+    assert_eq!(status.unwrap().code(), Some(130));
+}
