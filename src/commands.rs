@@ -175,6 +175,19 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
         sim = Some(server);
     }
     let request = settings.render_request()?;
+    // Debug builds only: a panic on demand, so tests can check that a panic message
+    // carrying a key (the worst case) is printed redacted.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("FIND_WORKERS_LIMIT_DEBUG_PANIC").is_some() {
+        panic!(
+            "debug panic; request headers {:?}",
+            request
+                .headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+        );
+    }
     let classifier =
         crate::classify::Classifier::new(&settings.provider).map_err(Error::Internal)?;
     let engine = crate::engine::Engine::new(crate::engine::EngineConfig {
