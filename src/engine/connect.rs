@@ -76,7 +76,9 @@ impl ProxySettings {
 /// How requests reach the target.
 #[derive(Clone)]
 enum Route {
-    /// Straight to the target (TLS for https).
+    /// Straight to a plain-http target.
+    Plain(HttpConnector),
+    /// Straight to an https target.
     Direct(HttpsConnector<HttpConnector>),
     /// https through an http proxy: CONNECT tunnel, then TLS to the target inside it.
     Tunnel(HttpsConnector<Tunnel<HttpConnector>>),
@@ -111,14 +113,24 @@ impl Connector {
         ca_pem: Option<&[u8]>,
         connect_timeout: Duration,
     ) -> Result<(Connector, RouteInfo), String> {
-        let mut tls = native_tls::TlsConnector::builder();
-        if let Some(pem) = ca_pem {
-            let cert = native_tls::Certificate::from_pem(pem)
-                .map_err(|e| format!("CA certificate: {e}"))?;
-            tls.add_root_certificate(cert);
-        }
-        // HTTP/1.1 only: no ALPN is offered, so the server cannot pick h2.
-        let tls = tls.build().map_err(|e| format!("TLS setup failed: {e}"))?;
+        // The PEM is checked even for an http target, so a bad file is always reported;
+        // the TLS context (which loads the system roots, a few MB) only for https.
+        let extra_root = match ca_pem {
+            Some(pem) => Some(
+                native_tls::Certificate::from_pem(pem)
+                    .map_err(|e| format!("CA certificate: {e}"))?,
+            ),
+            None => None,
+        };
+        let tls = || -> Result<native_tls::TlsConnector, String> {
+            let mut b = native_tls::TlsConnector::builder();
+            if let Some(cert) = &extra_root {
+                b.add_root_certificate(cert.clone());
+            }
+            // HTTP/1.1 only: no ALPN is offered, so the server cannot pick h2.
+            b.build().map_err(|e| format!("TLS setup failed: {e}"))
+        };
+        let https = target.scheme_str() == Some("https");
 
         let mut tcp = HttpConnector::new();
         tcp.enforce_http(false);
@@ -131,7 +143,11 @@ impl Connector {
             proxy_auth: None,
         };
         let (route, proxy_label) = match intercept {
-            None => (Route::Direct(HttpsConnector::from((tcp, tls.into()))), None),
+            None if !https => (Route::Plain(tcp), None),
+            None => (
+                Route::Direct(HttpsConnector::from((tcp, tls()?.into()))),
+                None,
+            ),
             Some(i) => {
                 let proxy_uri = i.uri().clone();
                 if proxy_uri.scheme_str() != Some("http") {
@@ -144,13 +160,13 @@ impl Connector {
                     .authority()
                     .map(|a| a.to_string())
                     .unwrap_or_default();
-                if target.scheme_str() == Some("https") {
+                if https {
                     let mut tunnel = Tunnel::new(proxy_uri, tcp);
                     if let Some(auth) = i.basic_auth() {
                         tunnel = tunnel.with_auth(auth.clone());
                     }
                     (
-                        Route::Tunnel(HttpsConnector::from((tunnel, tls.into()))),
+                        Route::Tunnel(HttpsConnector::from((tunnel, tls()?.into()))),
                         Some(label),
                     )
                 } else {
@@ -181,6 +197,11 @@ impl Connector {
     pub(crate) async fn connect(&self) -> Result<Stream, String> {
         let fut = async {
             match self.route.clone() {
+                Route::Plain(mut c) => c
+                    .call(self.target.clone())
+                    .await
+                    .map(MaybeHttpsStream::Http)
+                    .map_err(|e| error_chain(&e)),
                 Route::Direct(mut c) => c
                     .call(self.target.clone())
                     .await

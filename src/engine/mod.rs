@@ -22,7 +22,6 @@
 //!   not W of them. After that, steps start all workers at once.
 
 mod connect;
-mod sse;
 mod worker;
 
 use std::collections::BTreeMap;

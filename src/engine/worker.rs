@@ -84,12 +84,23 @@ pub(super) async fn run_step(
         }
     }
 
-    let mut records: Vec<(u64, PromptRecord)> =
-        Vec::with_capacity(outs.iter().map(|o| o.records.len()).sum());
+    // Records go to their prompt's slot, so the result is in prompt order without a
+    // sort; each worker's list is freed as soon as it is moved.
+    let slots_len = outs
+        .iter()
+        .filter_map(|o| o.records.last().map(|(i, _)| *i + 1))
+        .max()
+        .unwrap_or(0);
+    let mut slots: Vec<Option<PromptRecord>> = Vec::new();
+    slots.resize_with(usize::try_from(slots_len).unwrap_or(0), || None);
     let mut retry_hint = None;
     let mut readings: Option<(Instant, BTreeMap<String, String>, Vec<BucketReading>)> = None;
     for out in outs {
-        records.extend(out.records);
+        for (i, record) in out.records {
+            if let Some(slot) = usize::try_from(i).ok().and_then(|i| slots.get_mut(i)) {
+                *slot = Some(record);
+            }
+        }
         retry_hint = retry_hint.max(out.retry_hint);
         if let Some(r) = out.readings {
             if readings.as_ref().is_none_or(|cur| r.0 > cur.0) {
@@ -97,13 +108,12 @@ pub(super) async fn run_step(
             }
         }
     }
-    records.sort_unstable_by_key(|(i, _)| *i);
     let (rate_limit_headers, buckets) = readings.map(|(_, h, b)| (h, b)).unwrap_or_default();
     StepResult {
         spec,
         started_at,
         duration: step.started.elapsed(),
-        prompts: records.into_iter().map(|(_, r)| r).collect(),
+        prompts: slots.into_iter().flatten().collect(),
         fatal: step.fatal.get().cloned(),
         interrupted: cancel.is_cancelled(),
         retry_hint,
@@ -124,7 +134,10 @@ impl Drop for OpenOnDrop<'_> {
 }
 
 async fn worker(step: Arc<Step>, w: u32) -> WorkerOut {
-    let mut out = WorkerOut::default();
+    let mut out = WorkerOut {
+        records: Vec::with_capacity(step.spec.prompts.div_ceil(step.spec.workers.max(1)) as usize),
+        ..WorkerOut::default()
+    };
     let mut conn: Option<Sender> = None;
     let canary = w == 0 && !step.gate.is_cancelled();
     let _open = canary.then(|| OpenOnDrop(&step.gate));
@@ -213,8 +226,10 @@ async fn run_prompt(
             }
         };
         let resp = &attempt.resp;
-        let c = classifier.classify(resp);
-        let hint = classifier.retry_hint(resp);
+        // Outcome, usage and hint from one parse of the body.
+        let inspection = classifier.inspect(resp);
+        let c = inspection.classified;
+        let hint = inspection.retry_hint;
         if hint.is_some() {
             out.retry_hint = out.retry_hint.max(hint);
         }
@@ -245,7 +260,7 @@ async fn run_prompt(
         }
 
         let usage = if c.outcome == Outcome::Success {
-            classifier.usage(resp)
+            inspection.usage
         } else {
             Default::default()
         };
@@ -489,7 +504,7 @@ async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
     }
     let body = buf.finish();
     let events = if streamed {
-        super::sse::parse(&body)
+        crate::classify::parse_sse(&body)
     } else {
         Vec::new()
     };

@@ -23,7 +23,11 @@ pub fn engine_config(provider: &str, base_url: &str, stream: bool, key: &str) ->
         .join("providers")
         .join(format!("{provider}.yaml"));
     let p = config::load_provider(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let model = if provider == "anthropic" { "claude-sonnet-4" } else { "gpt-4o" };
+    let model = if provider == "anthropic" {
+        "claude-sonnet-4"
+    } else {
+        "gpt-4o"
+    };
     let vars = Vars {
         model: model.into(),
         prompt: "Write a detailed 500-word essay about the history of computing".into(),
@@ -70,7 +74,14 @@ pub fn free_port() -> u16 {
 
 /// Path of a binary from a Debian package, or a failing test that says how to get it.
 pub fn require_binary(name: &str) -> PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"] {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ] {
         let p = Path::new(dir).join(name);
         if p.exists() {
             return p;
@@ -120,7 +131,13 @@ pub struct Certs {
 pub fn make_certs(dir: &Path) -> Certs {
     let openssl = require_binary("openssl");
     let p = |name: &str| dir.join(name);
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     run(Command::new(&openssl)
         .args(["req", "-x509"])
         .args(ec)
@@ -205,7 +222,10 @@ impl TlsNginx {
             .arg("-c")
             .arg(dir.path().join("nginx.conf"))
             .arg("-g")
-            .arg(format!("daemon off; pid {d}/nginx.pid;"))
+            // One process (no master/worker split), so killing the child leaves nothing.
+            .arg(format!(
+                "daemon off; master_process off; pid {d}/nginx.pid;"
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -278,9 +298,9 @@ impl Drop for Tinyproxy {
     }
 }
 
-/// A raw HTTP/1.1 server on 127.0.0.1 that answers every request with the same bytes
-/// (status line, headers and body, written verbatim) and counts requests. For what the
-/// simulator does not serve: oversized bodies, redirects.
+/// A raw HTTP/1.1 server on 127.0.0.1 that answers with fixed bytes (status line,
+/// headers and body, written verbatim) and counts requests. For what the simulator does
+/// not serve: oversized bodies, redirects, an answer that changes after the first.
 pub struct Canned {
     pub addr: std::net::SocketAddr,
     pub requests: Arc<std::sync::atomic::AtomicU64>,
@@ -288,18 +308,28 @@ pub struct Canned {
 }
 
 impl Canned {
+    /// Every request gets `response`.
     pub async fn start(response: Vec<u8>) -> Canned {
+        Canned::sequence(vec![response], Duration::ZERO).await
+    }
+
+    /// The n-th request (from 0) gets `responses[n]`, the last one for every request
+    /// after; each answer is written `delay` after its request arrived.
+    pub async fn sequence(responses: Vec<Vec<u8>>, delay: Duration) -> Canned {
         use std::sync::atomic::Ordering;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        assert!(!responses.is_empty());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = requests.clone();
-        let response = Arc::new(response);
+        let responses = Arc::new(responses);
         let task = tokio::spawn(async move {
             while let Ok((mut sock, _)) = listener.accept().await {
                 let counter = counter.clone();
-                let response = response.clone();
+                let responses = responses.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -327,15 +357,23 @@ impl Canned {
                             }
                         }
                         buf.drain(..head_end + len);
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        if sock.write_all(&response).await.is_err() {
+                        let n = counter.fetch_add(1, Ordering::SeqCst) as usize;
+                        let response = &responses[n.min(responses.len() - 1)];
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        if sock.write_all(response).await.is_err() {
                             return;
                         }
                     }
                 });
             }
         });
-        Canned { addr, requests, task }
+        Canned {
+            addr,
+            requests,
+            task,
+        }
     }
 
     pub fn base_url(&self) -> String {
