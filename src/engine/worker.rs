@@ -461,10 +461,8 @@ async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(len) = announced.filter(|&len| len > cap as u64) {
-        transport_error = Some(format!(
-            "response body of {len} bytes (content-length) exceeds {cap} bytes"
-        ));
+    if announced.is_some_and(|len| len > cap as u64) {
+        transport_error = Some(format!("response body exceeds {cap} bytes"));
     }
     while transport_error.is_none() {
         tokio::select! {
