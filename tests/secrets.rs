@@ -186,7 +186,17 @@ fn debug_output_of_settings_and_requests_hides_the_key() {
             false,
         ))
         .unwrap();
+    let vars = find_workers_limit::template::Vars {
+        model: "gpt-4o".into(),
+        prompt: "hi".into(),
+        max_tokens: 10,
+        api_key: KEY.into(),
+        base_url: "https://api.openai.com/v1".into(),
+        stream: false,
+        env: [("OTHER_TOKEN".to_string(), KEY.to_string())].into(),
+    };
     for (what, text) in [
+        ("template vars", format!("{vars:?}")),
         ("settings", format!("{settings:?}")),
         ("request", format!("{request:?}")),
         ("engine", format!("{engine:?}")),
