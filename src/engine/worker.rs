@@ -21,6 +21,9 @@ use crate::config::provider::Outcome;
 
 type Sender = SendRequest<Full<Bytes>>;
 
+/// Of a body cut at the cap, the bytes kept to classify it and quote it.
+const CUT_BODY_KEPT: usize = 64 * 1024;
+
 /// What the workers of one step share.
 struct Step {
     engine: Engine,
@@ -456,7 +459,16 @@ async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
     let mut buf = BodyBuf::default();
     let mut ttft = None;
     let mut transport_error = None;
-    loop {
+    // A body announced larger than the cap is not read at all.
+    let announced = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|len| len > cap as u64) {
+        transport_error = Some(format!("response body exceeds {cap} bytes"));
+    }
+    while transport_error.is_none() {
         tokio::select! {
             biased;
             frame = body.frame() => match frame {
@@ -471,6 +483,7 @@ async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
                         }
                         if buf.len() + data.len() > cap {
                             transport_error = Some(format!("response body exceeds {cap} bytes"));
+                            buf.keep_head(CUT_BODY_KEPT);
                             break;
                         }
                         buf.push(data);
@@ -534,11 +547,13 @@ fn is_event_stream(headers: &http::HeaderMap) -> bool {
     })
 }
 
-/// Body chunks, copied only when there is more than one.
+/// Body chunks as they arrive, joined once at the end (a single chunk is not copied).
+/// Nothing is copied while the body comes in, so a body cut at the cap holds the cap
+/// and no more (a growing contiguous buffer would briefly hold half as much again while
+/// it doubles).
 #[derive(Default)]
 struct BodyBuf {
-    first: Option<Bytes>,
-    rest: Option<BytesMut>,
+    chunks: Vec<Bytes>,
     len: usize,
 }
 
@@ -549,23 +564,40 @@ impl BodyBuf {
 
     fn push(&mut self, data: Bytes) {
         self.len += data.len();
-        match (&mut self.first, &mut self.rest) {
-            (None, _) => self.first = Some(data),
-            (Some(first), None) => {
-                let mut b = BytesMut::with_capacity((first.len() + data.len()).max(8 * 1024));
-                b.extend_from_slice(first);
-                b.extend_from_slice(&data);
-                self.rest = Some(b);
-            }
-            (Some(_), Some(rest)) => rest.extend_from_slice(&data),
-        }
+        self.chunks.push(data);
     }
 
-    fn finish(self) -> Bytes {
-        match (self.first, self.rest) {
-            (_, Some(rest)) => rest.freeze(),
-            (Some(first), None) => first,
-            (None, None) => Bytes::new(),
+    /// Keeps only the first `max` bytes (enough to classify and quote a cut body) and
+    /// frees the rest now.
+    fn keep_head(&mut self, max: usize) {
+        let mut kept = 0;
+        let mut n = 0;
+        for c in &mut self.chunks {
+            if kept >= max {
+                break;
+            }
+            if kept + c.len() > max {
+                c.truncate(max - kept);
+            }
+            kept += c.len();
+            n += 1;
+        }
+        self.chunks.truncate(n);
+        self.chunks.shrink_to_fit();
+        self.len = kept;
+    }
+
+    fn finish(mut self) -> Bytes {
+        match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => self.chunks.pop().unwrap_or_default(),
+            _ => {
+                let mut b = BytesMut::with_capacity(self.len);
+                for c in self.chunks.drain(..) {
+                    b.extend_from_slice(&c);
+                }
+                b.freeze()
+            }
         }
     }
 }
@@ -604,6 +636,22 @@ mod tests {
         }
         assert_eq!(b.len(), 6);
         assert_eq!(b.finish(), Bytes::from_static(b"abcdef"));
+    }
+
+    #[test]
+    fn a_cut_body_keeps_only_its_head() {
+        let mut b = BodyBuf::default();
+        for part in ["abc", "defg", "hij"] {
+            b.push(Bytes::from(part));
+        }
+        b.keep_head(5);
+        assert_eq!(b.len(), 5);
+        assert_eq!(b.chunks.len(), 2);
+        assert_eq!(b.finish(), Bytes::from_static(b"abcde"));
+        let mut b = BodyBuf::default();
+        b.push(Bytes::from("abc"));
+        b.keep_head(10);
+        assert_eq!(b.finish(), Bytes::from_static(b"abc"));
     }
 
     #[test]
