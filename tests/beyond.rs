@@ -6,23 +6,13 @@ mod common;
 use common::*;
 use find_workers_limit::config::scenario::SimulatorSettings;
 
-fn cap(n: u32) -> SimulatorSettings {
-    SimulatorSettings {
-        max_concurrency: Some(n),
-        ttft_ms: Some(50),
-        tokens_per_second: Some(1000),
-        output_tokens: Some(100),
-        ..Default::default()
-    }
-}
-
 fn workers(result: &serde_json::Value) -> Vec<u64> {
     steps_of(result).into_iter().map(|(w, _)| w).collect()
 }
 
 #[test]
 fn refine_on_a_cap_of_45_recommends_45_where_the_ramp_alone_says_40() {
-    let sim = Sim::start(cap(45));
+    let sim = Sim::start(concurrency_cap(45));
     let dir = tempfile::tempdir().unwrap();
     let base = sim.openai_base_url();
     let out = run_in(
@@ -66,7 +56,7 @@ fn refine_on_a_cap_of_45_recommends_45_where_the_ramp_alone_says_40() {
 
 #[test]
 fn a_spend_cap_smaller_than_the_ramp_stops_before_the_step_that_would_break_it() {
-    let sim = Sim::start(cap(24));
+    let sim = Sim::start(concurrency_cap(24));
     let dir = tempfile::tempdir().unwrap();
     let base = sim.openai_base_url();
     let out = run_in(

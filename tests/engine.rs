@@ -1,17 +1,17 @@
 //! The engine against the simulator on 127.0.0.1: one test per outcome, with the exact
 //! request counts the simulator saw. Configs come from the real `providers/*.yaml`.
 
-mod util;
+mod common;
 
 use std::time::{Duration, Instant};
 
+use common::net::{engine_config, json_response, Canned, Lines};
 use find_workers_limit::classify::BucketReading;
 use find_workers_limit::config::provider::{BucketKind, Outcome};
 use find_workers_limit::config::scenario::SimulatorSettings;
 use find_workers_limit::engine::{Engine, EngineConfig, StepResult, StepSpec};
 use find_workers_limit::simulate::SimServer;
 use tokio_util::sync::CancellationToken;
-use util::{engine_config, json_response, Canned, Lines};
 
 /// The prompt of `engine_config` is 63 characters: the simulator counts 16 input tokens.
 const INPUT_TOKENS: u64 = 16;
@@ -577,7 +577,7 @@ async fn redirects_are_not_followed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_refused_is_a_transient_network_failure() {
-    let port = util::free_port();
+    let port = common::free_port();
     let mut cfg = engine_config("openai", &format!("http://127.0.0.1:{port}/v1"), false, KEY);
     cfg.max_retries = 2;
     let r = step(cfg, 1, 1).await;

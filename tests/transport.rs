@@ -3,14 +3,14 @@
 //! CONNECT tunnel) and as a plain-http proxy (absolute-form requests). The binaries come
 //! from Debian packages (tests/run installs them); a missing one fails the test.
 
-mod util;
+mod common;
 
+use common::net::{engine_config, Nginx, NginxMode, Tinyproxy};
 use find_workers_limit::config::provider::Outcome;
 use find_workers_limit::config::scenario::SimulatorSettings;
 use find_workers_limit::engine::{Engine, EngineConfig, ProxySettings, StepResult, StepSpec};
 use find_workers_limit::simulate::SimServer;
 use tokio_util::sync::CancellationToken;
-use util::{engine_config, Tinyproxy, TlsNginx};
 
 const KEY: &str = "sk-test-transport";
 
@@ -40,7 +40,7 @@ async fn step(cfg: EngineConfig, workers: u32, prompts: u32) -> StepResult {
         .await
 }
 
-fn https_config(nginx: &TlsNginx) -> EngineConfig {
+fn https_config(nginx: &Nginx) -> EngineConfig {
     engine_config(
         "openai",
         &format!("https://127.0.0.1:{}/v1", nginx.port),
@@ -52,7 +52,7 @@ fn https_config(nginx: &TlsNginx) -> EngineConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_the_extra_ca_succeeds() {
     let sim = sim().await;
-    let nginx = TlsNginx::start(sim.addr.port());
+    let nginx = Nginx::start(sim.addr.port(), NginxMode::Tls);
     let mut cfg = https_config(&nginx);
     cfg.ca_cert = Some(nginx.ca_pem.clone());
     let r = step(cfg, 2, 4).await;
@@ -64,7 +64,7 @@ async fn tls_with_the_extra_ca_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_without_the_ca_fails_with_a_certificate_error() {
     let sim = sim().await;
-    let nginx = TlsNginx::start(sim.addr.port());
+    let nginx = Nginx::start(sim.addr.port(), NginxMode::Tls);
     let mut cfg = https_config(&nginx);
     cfg.max_retries = 0;
     let r = step(cfg, 1, 1).await;
@@ -100,7 +100,7 @@ async fn an_unreadable_ca_file_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_through_a_proxy_uses_a_connect_tunnel() {
     let sim = sim().await;
-    let nginx = TlsNginx::start(sim.addr.port());
+    let nginx = Nginx::start(sim.addr.port(), NginxMode::Tls);
     let proxy = Tinyproxy::start(nginx.port);
     let mut cfg = https_config(&nginx);
     cfg.ca_cert = Some(nginx.ca_pem.clone());
@@ -134,7 +134,7 @@ async fn plain_http_through_a_proxy_sends_the_absolute_uri() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_proxy_bypasses_the_proxy() {
     let sim = sim().await;
-    let nginx = TlsNginx::start(sim.addr.port());
+    let nginx = Nginx::start(sim.addr.port(), NginxMode::Tls);
     let proxy = Tinyproxy::start(nginx.port);
     let mut cfg = https_config(&nginx);
     cfg.ca_cert = Some(nginx.ca_pem.clone());
@@ -148,7 +148,7 @@ async fn no_proxy_bypasses_the_proxy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_proxy_is_named_in_the_error() {
-    let port = util::free_port();
+    let port = common::free_port();
     let mut cfg = engine_config("openai", "https://127.0.0.1:9/v1", false, KEY);
     cfg.max_retries = 0;
     let proxy_url = format!("http://127.0.0.1:{port}");

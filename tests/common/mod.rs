@@ -2,6 +2,8 @@
 //! binary's path, and a run helper that captures stdout, stderr and the exit code.
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -59,6 +61,17 @@ impl Drop for Sim {
         if let Some(s) = self.server.take() {
             self.runtime.block_on(s.shutdown());
         }
+    }
+}
+
+/// A simulated account that allows `n` requests in flight, with ~150 ms replies.
+pub fn concurrency_cap(n: u32) -> SimulatorSettings {
+    SimulatorSettings {
+        max_concurrency: Some(n),
+        ttft_ms: Some(50),
+        tokens_per_second: Some(1000),
+        output_tokens: Some(100),
+        ..Default::default()
     }
 }
 

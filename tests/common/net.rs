@@ -1,7 +1,6 @@
-//! Harness of the engine and transport tests: engine configs built from the real provider
-//! files, a verbose-line collector, and throwaway nginx (TLS) and tinyproxy instances on
-//! 127.0.0.1 that die with the test.
-#![allow(dead_code)]
+//! Servers and engine configs for the tests: engine configs built from the real provider
+//! files, a verbose-line collector, throwaway nginx (TLS or `limit_conn`) and tinyproxy
+//! instances on 127.0.0.1 that die with the test, and a canned raw server.
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
@@ -14,6 +13,8 @@ use find_workers_limit::classify::Classifier;
 use find_workers_limit::config;
 use find_workers_limit::engine::{EngineConfig, LogSink, ProxySettings};
 use find_workers_limit::template::{self, Vars};
+
+use super::{free_port, require_binary};
 
 /// An engine config for `provider` (`openai` or `anthropic`, read from `providers/`)
 /// against `base_url`, with fast retries (base 5 ms, cap 40 ms), short timeouts, no
@@ -62,32 +63,6 @@ impl Lines {
     pub fn all(&self) -> Vec<String> {
         self.0.lock().expect("lines").clone()
     }
-}
-
-/// Finds a free TCP port on 127.0.0.1 (bind :0, read it back, release it).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
-/// Path of a binary from a Debian package, or a failing test that says how to get it.
-pub fn require_binary(name: &str) -> PathBuf {
-    for dir in [
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-        "/usr/local/sbin",
-        "/usr/local/bin",
-    ] {
-        let p = Path::new(dir).join(name);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("`{name}` is not installed: run tests/run, which installs the Debian packages the tests need (nginx, openssl, tinyproxy)");
 }
 
 fn run(cmd: &mut Command) {
@@ -181,22 +156,50 @@ pub fn make_certs(dir: &Path) -> Certs {
     }
 }
 
-/// nginx terminating TLS on 127.0.0.1 (a throwaway CA's certificate) and proxying to a
-/// plain-http upstream. Killed on drop.
-pub struct TlsNginx {
+/// What nginx does in front of the upstream.
+pub enum NginxMode {
+    /// Terminates TLS with a throwaway CA's certificate (`Nginx::ca_pem`).
+    Tls,
+    /// Plain http, at most this many requests in flight per client (`limit_conn`), the
+    /// excess answered with nginx's own HTML 429 page.
+    LimitConn(u32),
+}
+
+/// nginx on 127.0.0.1 proxying to a plain-http upstream, as one process (no
+/// master/worker split) so that killing it on drop leaves nothing behind.
+pub struct Nginx {
     child: Child,
     pub port: u16,
+    /// The CA that signed the server certificate (`NginxMode::Tls`).
     pub ca_pem: PathBuf,
     pub dir: tempfile::TempDir,
 }
 
-impl TlsNginx {
-    pub fn start(upstream_port: u16) -> TlsNginx {
+impl Nginx {
+    pub fn start(upstream_port: u16, mode: NginxMode) -> Nginx {
         let nginx = require_binary("nginx");
         let dir = tempfile::tempdir().expect("temp dir");
-        let certs = make_certs(dir.path());
         let port = free_port();
         let d = dir.path().display();
+        let (listen, extra, ca_pem) = match mode {
+            NginxMode::Tls => {
+                let certs = make_certs(dir.path());
+                (
+                    format!("listen 127.0.0.1:{port} ssl;"),
+                    format!(
+                        "ssl_certificate {};\n  ssl_certificate_key {};",
+                        certs.server_pem.display(),
+                        certs.server_key.display()
+                    ),
+                    certs.ca_pem,
+                )
+            }
+            NginxMode::LimitConn(n) => (
+                format!("listen 127.0.0.1:{port};"),
+                format!("limit_conn perip {n};\n  limit_conn_status 429;"),
+                PathBuf::new(),
+            ),
+        };
         let conf = format!(
             "worker_processes 1;\n\
              error_log {d}/error.log warn;\n\
@@ -205,15 +208,13 @@ impl TlsNginx {
                access_log {d}/access.log;\n\
                client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n\
                uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               limit_conn_zone $binary_remote_addr zone=perip:1m;\n\
                upstream sim {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n\
                server {{\n\
-                 listen 127.0.0.1:{port} ssl;\n\
-                 ssl_certificate {cert};\n  ssl_certificate_key {key};\n\
+                 {listen}\n  {extra}\n\
                  location / {{ proxy_pass http://sim; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }}\n\
                }}\n\
-             }}\n",
-            cert = certs.server_pem.display(),
-            key = certs.server_key.display(),
+             }}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
         let mut child = Command::new(nginx)
@@ -231,16 +232,16 @@ impl TlsNginx {
             .spawn()
             .expect("nginx starts");
         wait_listening(port, "nginx", &mut child, &dir.path().join("error.log"));
-        TlsNginx {
+        Nginx {
             child,
             port,
-            ca_pem: certs.ca_pem,
+            ca_pem,
             dir,
         }
     }
 }
 
-impl Drop for TlsNginx {
+impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
