@@ -215,6 +215,8 @@ pub struct StepResult {
     pub rate_limit_headers: BTreeMap<String, String>,
     /// Buckets as the last response that had them reported them.
     pub buckets: Vec<BucketReading>,
+    /// Buckets as the last rate-limited response reported them: which limit refused.
+    pub rate_limited_buckets: Vec<BucketReading>,
     /// The most requests that were in flight at once (never above `spec.workers`).
     pub max_in_flight: u32,
 }

@@ -51,6 +51,8 @@ struct WorkerOut {
     retry_hint: Option<Duration>,
     /// The last rate-limit headers and buckets this worker saw, and when.
     readings: Option<(Instant, BTreeMap<String, String>, Vec<BucketReading>)>,
+    /// The buckets of this worker's last rate-limited response, and when.
+    limited: Option<(Instant, Vec<BucketReading>)>,
 }
 
 pub(super) async fn run_step(
@@ -95,12 +97,18 @@ pub(super) async fn run_step(
     let mut records: Vec<(u64, PromptRecord)> = Vec::with_capacity(total);
     let mut retry_hint = None;
     let mut readings: Option<(Instant, BTreeMap<String, String>, Vec<BucketReading>)> = None;
+    let mut limited: Option<(Instant, Vec<BucketReading>)> = None;
     for out in outs {
         records.extend(out.records);
         retry_hint = retry_hint.max(out.retry_hint);
         if let Some(r) = out.readings {
             if readings.as_ref().is_none_or(|cur| r.0 > cur.0) {
                 readings = Some(r);
+            }
+        }
+        if let Some(r) = out.limited {
+            if limited.as_ref().is_none_or(|cur| r.0 > cur.0) {
+                limited = Some(r);
             }
         }
     }
@@ -116,6 +124,7 @@ pub(super) async fn run_step(
         retry_hint,
         rate_limit_headers,
         buckets,
+        rate_limited_buckets: limited.map(|(_, b)| b).unwrap_or_default(),
         max_in_flight: step.max_in_flight.load(Ordering::Relaxed),
     }
 }
@@ -236,7 +245,11 @@ async fn run_prompt(
         if resp.status.is_some() {
             let headers = classifier.rate_limit_headers(resp);
             if !headers.is_empty() {
-                out.readings = Some((Instant::now(), headers, classifier.buckets(resp)));
+                let buckets = classifier.buckets(resp);
+                if c.outcome == Outcome::RateLimited {
+                    out.limited = Some((Instant::now(), buckets.clone()));
+                }
+                out.readings = Some((Instant::now(), headers, buckets));
             }
         }
         if canary && matches!(c.outcome, Outcome::Success | Outcome::RateLimited) {
