@@ -209,38 +209,20 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Percentiles, ProbeResult, ResultSettings, RunRecord, Totals};
+    use crate::report::{ProbeResult, ResultSettings, RunRecord, Totals};
 
     fn run(workers: u32, status: &str, p50: f64) -> RunRecord {
-        RunRecord {
+        let limited = u32::from(status == "rate_limited");
+        let mut r = crate::report::summary::tests::run(
             workers,
-            prompts: workers * 2,
-            success: workers * 2,
-            rate_limited: u32::from(status == "rate_limited"),
-            failed: 0,
-            status: status.into(),
-            duration_ms: 1000,
-            timestamp: "2026-12-03T12:00:00.000Z".into(),
-            error: None,
-            retries: 0,
-            latency_ms: Some(Percentiles {
-                p50,
-                p90: p50 * 1.2,
-                p95: p50 * 1.3,
-                p99: p50 * 1.5,
-                max: p50 * 2.0,
-            }),
-            ttft_ms: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            throughput_rps: f64::from(workers) * 2.0,
-            retry_hint_ms: None,
-            cooldown_ms: 0,
-            rate_limit_headers: Default::default(),
-            outcomes_by_rule: Default::default(),
-            cost_usd: None,
-            warnings: vec![],
-        }
+            workers * 2 - limited,
+            limited,
+            p50,
+            0,
+            1000,
+        );
+        r.throughput_rps = f64::from(workers) * 2.0;
+        r
     }
 
     fn result() -> ProbeResult {

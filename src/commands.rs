@@ -3,9 +3,11 @@
 use std::io::Write;
 
 use crate::cli::{Cli, Command};
+use crate::config::provider::Outcome;
 use crate::config::registry::Registry;
 use crate::config::scenario::SimulatorSettings;
 use crate::config::{self, SchemaKind};
+use crate::progress::PromptOutcome;
 use crate::settings::{self, ProbeSettings};
 use crate::Error;
 
@@ -134,6 +136,27 @@ pub fn run_probe(settings: &ProbeSettings) -> Result<(), Error> {
 
 async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeOutcome, Error> {
     use std::sync::Arc;
+    // Ctrl-C is caught from here on, before anything is printed or sent: the handler is
+    // installed now, not when a task first polls it (until then a Ctrl-C would kill the
+    // process without a result file).
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut interrupts =
+        Interrupts::install().map_err(|e| Error::Internal(format!("cannot catch Ctrl-C: {e}")))?;
+    let signal_cancel = cancel.clone();
+    tokio::spawn(async move {
+        if interrupts.recv().await {
+            signal_cancel.cancel();
+            // Printed from its own thread: a stderr that blocks (a paused pager) must
+            // not keep this task from seeing the second Ctrl-C.
+            std::thread::spawn(|| {
+                eprintln!("\ninterrupted: finishing the result file (Ctrl-C again to quit at once)")
+            });
+            if interrupts.recv().await {
+                // The second Ctrl-C: the person wants out now.
+                std::process::exit(i32::from(crate::exit::INTERRUPTED));
+            }
+        }
+    });
     let mut sim = None;
     if let Some(sim_settings) = settings.simulator.clone() {
         let server = crate::simulate::SimServer::start(sim_settings, ([127, 0, 0, 1], 0).into())
@@ -154,6 +177,20 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
         sim = Some(server);
     }
     let request = settings.render_request()?;
+    let observer = crate::progress::Progress::stderr();
+    // Debug builds only: a panic on demand, so tests can check that a panic message
+    // carrying a key (the worst case) is printed redacted.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("FIND_WORKERS_LIMIT_DEBUG_PANIC").is_some() {
+        panic!(
+            "debug panic; request headers {:?}",
+            request
+                .headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+        );
+    }
     let classifier =
         crate::classify::Classifier::new(&settings.provider).map_err(Error::Internal)?;
     let engine = crate::engine::Engine::new(crate::engine::EngineConfig {
@@ -170,27 +207,48 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
         verbose: settings.verbose,
         proxy: crate::engine::ProxySettings::from_env(),
         log: crate::engine::LogSink::stderr(),
+        on_prompt: {
+            let progress = observer.clone();
+            crate::engine::PromptHook::new(move |o| {
+                progress.prompt_done(match o {
+                    Outcome::Success => PromptOutcome::Ok,
+                    Outcome::RateLimited => PromptOutcome::RateLimited,
+                    Outcome::Transient | Outcome::Fatal => PromptOutcome::Failed,
+                })
+            })
+        },
     })
     .map_err(Error::Usage)?;
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let signal_cancel = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: finishing the result file (Ctrl-C again to quit at once)");
-            signal_cancel.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                // The second Ctrl-C: the person wants out now.
-                std::process::exit(i32::from(crate::exit::INTERRUPTED));
-            }
-        }
-    });
-    let observer = crate::progress::Progress::stderr();
     let outcome = crate::probe::run(&settings, &engine, &cancel, &observer).await;
     observer.finish();
     if let Some(s) = sim {
         s.shutdown().await;
     }
     Ok(outcome)
+}
+
+/// Ctrl-C (SIGINT), caught from the moment [`Interrupts::install`] returns.
+struct Interrupts {
+    #[cfg(unix)]
+    inner: tokio::signal::unix::Signal,
+    #[cfg(windows)]
+    inner: tokio::signal::windows::CtrlC,
+}
+
+impl Interrupts {
+    /// Installs the handler now (needs a runtime).
+    fn install() -> std::io::Result<Interrupts> {
+        #[cfg(unix)]
+        let inner = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        #[cfg(windows)]
+        let inner = tokio::signal::windows::ctrl_c()?;
+        Ok(Interrupts { inner })
+    }
+
+    /// The next Ctrl-C; false if no more can come.
+    async fn recv(&mut self) -> bool {
+        self.inner.recv().await.is_some()
+    }
 }
 
 /// `plan`: the steps the probe would run and the most they could spend, against the

@@ -266,7 +266,7 @@ pub async fn run(
         let record = run_record(settings, &step, Duration::ZERO);
         readings.extend(step.buckets.iter().cloned());
         if step.rate_limited() > 0 {
-            limited_steps.push((workers, step.buckets.clone()));
+            limited_steps.push((workers, step.rate_limited_buckets.clone()));
         }
         for p in step
             .prompts

@@ -280,7 +280,6 @@ fn countdown_style(wait: Duration) -> ProgressStyle {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
 
@@ -311,34 +310,12 @@ mod tests {
         failed: u32,
         duration_ms: u64,
     ) -> RunRecord {
-        RunRecord {
-            workers,
-            prompts: success + rate_limited + failed,
-            success,
-            rate_limited,
-            failed,
-            status: if rate_limited > 0 {
-                "rate_limited"
-            } else {
-                "passed"
-            }
-            .into(),
-            duration_ms,
-            timestamp: "2025-01-02T03:04:05.000Z".into(),
-            error: None,
-            retries: 0,
-            latency_ms: None,
-            ttft_ms: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            throughput_rps: 0.0,
-            retry_hint_ms: None,
-            cooldown_ms: 0,
-            rate_limit_headers: BTreeMap::new(),
-            outcomes_by_rule: BTreeMap::new(),
-            cost_usd: None,
-            warnings: Vec::new(),
-        }
+        let mut r =
+            crate::report::summary::tests::run(workers, success, rate_limited, 0.0, 0, duration_ms);
+        r.prompts += failed;
+        r.failed = failed;
+        r.latency_ms = None;
+        r
     }
 
     #[test]

@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod stats;
-mod summary;
+pub(crate) mod summary;
 mod write;
 
 pub use stats::{cost_usd, percentiles, step_cost, worst_case_cost};

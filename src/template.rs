@@ -28,8 +28,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "env",
 ];
 
-/// The values templates are rendered with.
-#[derive(Debug, Clone, Serialize)]
+/// The values templates are rendered with. `Debug` shows the key and the `env` values
+/// as `***` (they come from the keys file or the environment).
+#[derive(Clone, Serialize)]
 pub struct Vars {
     pub model: String,
     pub prompt: String,
@@ -39,6 +40,20 @@ pub struct Vars {
     pub stream: bool,
     /// Only the variables the templates name (see [`env_names`]).
     pub env: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Vars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vars")
+            .field("model", &self.model)
+            .field("prompt", &self.prompt)
+            .field("max_tokens", &self.max_tokens)
+            .field("api_key", &"***")
+            .field("base_url", &self.base_url)
+            .field("stream", &self.stream)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// A request ready to send, identical for every prompt of the probe.
@@ -65,7 +80,7 @@ impl std::fmt::Debug for RenderedRequest {
 }
 
 /// Header names that carry credentials whatever their value.
-const SECRET_HEADERS: &[&str] = &[
+pub const SECRET_HEADERS: &[&str] = &[
     "authorization",
     "x-api-key",
     "api-key",

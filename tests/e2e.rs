@@ -3,20 +3,9 @@
 
 mod common;
 
-use std::process::{Child, Command};
-
+use common::net::{Nginx, NginxMode};
 use common::*;
 use find_workers_limit::config::scenario::SimulatorSettings;
-
-fn concurrency_cap(n: u32) -> SimulatorSettings {
-    SimulatorSettings {
-        max_concurrency: Some(n),
-        ttft_ms: Some(50),
-        tokens_per_second: Some(1000),
-        output_tokens: Some(100),
-        ..Default::default()
-    }
-}
 
 fn step_list(v: &[(u64, &str)]) -> Vec<(u64, String)> {
     v.iter().map(|(w, s)| (*w, s.to_string())).collect()
@@ -121,65 +110,6 @@ fn anthropic_flavor_cap_24_recommends_21() {
     );
 }
 
-/// nginx on 127.0.0.1 with `limit_conn 10` and `limit_conn_status 429`, proxying to `upstream`.
-struct Nginx {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    fn limit_conn(limit: u32, upstream_port: u16) -> Nginx {
-        let nginx = require_binary("nginx");
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let d = dir.path().display();
-        let conf = format!(
-            "worker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\nevents {{ worker_connections 1024; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-               limit_conn_zone $binary_remote_addr zone=perip:1m;\n\
-               upstream sim {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n\
-               server {{\n    listen 127.0.0.1:{port};\n    limit_conn perip {limit};\n    limit_conn_status 429;\n\
-                 location / {{ proxy_pass http://sim; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }}\n  }}\n}}\n"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new(nginx)
-            .args([
-                "-p",
-                &d.to_string(),
-                "-c",
-                &format!("{d}/nginx.conf"),
-                "-g",
-                "daemon off;",
-            ])
-            .spawn()
-            .expect("nginx starts");
-        // Owned from here on: Drop kills and reaps it whatever happens below.
-        let server = Nginx {
-            child,
-            port,
-            _dir: dir,
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!(
-            "nginx did not listen on {port}: {}",
-            std::fs::read_to_string(server._dir.path().join("error.log")).unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn nginx_limit_conn_10_recommends_9() {
     // The simulator itself has no limit; nginx allows 10 requests in flight.
@@ -189,7 +119,7 @@ fn nginx_limit_conn_10_recommends_9() {
         output_tokens: Some(100),
         ..Default::default()
     });
-    let nginx = Nginx::limit_conn(10, sim.port());
+    let nginx = Nginx::start(sim.port(), NginxMode::LimitConn(10));
     let dir = tempfile::tempdir().unwrap();
     let base = format!("http://127.0.0.1:{}/v1", nginx.port);
     let out = run_in(

@@ -31,6 +31,30 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Every value handed out by [`Keys::get`], so that the last line of defence (the panic
+/// hook) can redact them from a message it did not write.
+static HANDED_OUT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn remember(value: &str) {
+    if let Ok(mut known) = HANDED_OUT.lock() {
+        if !known.iter().any(|k| k == value) {
+            known.push(value.to_string());
+        }
+    }
+}
+
+/// `text` with every key or keys-file value read so far replaced by `***`. Never blocks
+/// (a panic while the list is locked leaves the text as it is).
+pub fn redact_known(text: &str) -> String {
+    let mut out = text.to_string();
+    if let Ok(known) = HANDED_OUT.try_lock() {
+        for k in known.iter().filter(|k| !k.is_empty()) {
+            out = out.replace(k.as_str(), "***");
+        }
+    }
+    out
+}
+
 /// The default keys file, in the working directory.
 pub const DEFAULT_KEYS_FILE: &str = ".env";
 
@@ -135,11 +159,15 @@ impl Keys {
             .get(name)
             .filter(|v| !v.0.is_empty())
             .cloned();
-        if self.explicit {
+        let value = if self.explicit {
             file.or(env)
         } else {
             env.or(file)
+        };
+        if let Some(v) = &value {
+            remember(v.expose());
         }
+        value
     }
 
     /// Like [`Keys::get`], with an error naming the variable and where it was looked for.

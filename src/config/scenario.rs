@@ -158,7 +158,7 @@ pub struct SimulatorSettings {
     #[arg(long, value_enum)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flavor: Option<Flavor>,
-    /// Most requests in flight at once; more get a 429.
+    /// Most requests in flight at once; more get a 429 at once (default: no limit).
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
@@ -171,7 +171,8 @@ pub struct SimulatorSettings {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpm_burst: Option<u32>,
-    /// Tokens (input + output) per minute.
+    /// Tokens per minute, charged input + the request's max_tokens when admitted (as
+    /// OpenAI counts), not the tokens generated.
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<u32>,
@@ -183,23 +184,25 @@ pub struct SimulatorSettings {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tpm: Option<u32>,
-    /// Time to first token in (simulated) milliseconds.
+    /// Time to first token in (simulated) milliseconds (default 100).
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_ms: Option<u64>,
-    /// Output tokens generated per (simulated) second; 0 means instantly.
+    /// Output tokens generated per (simulated) second; 0 means instantly (default 200).
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_per_second: Option<u32>,
-    /// Typical response length in tokens; a request's `max_tokens` caps it.
+    /// Typical response length in tokens; a request's `max_tokens` caps it (default 64).
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tokens: Option<u32>,
-    /// How many simulated seconds pass in one real second (60: a minute in a second).
+    /// How many simulated seconds pass in one real second (60: a minute in a second;
+    /// default 1). Latency and the per-minute refill are scaled; retry hints are real time.
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_scale: Option<f64>,
-    /// Answer every request with OpenAI's `insufficient_quota` 429.
+    /// Answer every request with OpenAI's `insufficient_quota` 429 (Anthropic endpoint:
+    /// 429 `enforced_spend_limit_reached`), without a retry hint.
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_quota_exhausted: Option<bool>,
@@ -211,11 +214,13 @@ pub struct SimulatorSettings {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_unknown_model: Option<bool>,
-    /// Fraction (0 to 1) of requests answered with a 500.
+    /// Fraction (0 to 1) of requests answered with a 500. Fault rates are deterministic:
+    /// 0.5 hits every 2nd request that reaches the check, 0.25 every 4th.
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_5xx_rate: Option<f64>,
-    /// Fraction of requests answered with Anthropic's 529 `overloaded_error`.
+    /// Fraction of requests answered with Anthropic's 529 `overloaded_error` (OpenAI
+    /// endpoint: 503 `server_is_overloaded`).
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_overloaded_rate: Option<f64>,
@@ -236,7 +241,8 @@ pub struct SimulatorSettings {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_truncate_rate: Option<f64>,
-    /// Fraction of requests that stall (no answer) for `stall_ms`.
+    /// Fraction of requests that stall (no answer) for `stall_ms`, holding their
+    /// concurrency slot, then are answered normally.
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_stall_rate: Option<f64>,

@@ -76,10 +76,10 @@ impl ProxySettings {
 /// How requests reach the target.
 #[derive(Clone)]
 enum Route {
-    /// Straight to the target (TLS for https).
-    Direct(HttpsConnector<HttpConnector>),
-    /// Straight to a plain-http target: no TLS set up at all.
+    /// Straight to a plain-http target.
     Plain(HttpConnector),
+    /// Straight to an https target.
+    Direct(HttpsConnector<HttpConnector>),
     /// https through an http proxy: CONNECT tunnel, then TLS to the target inside it.
     Tunnel(HttpsConnector<Tunnel<HttpConnector>>),
     /// Plain http through an http proxy: TCP to the proxy; requests carry the
@@ -113,22 +113,24 @@ impl Connector {
         ca_pem: Option<&[u8]>,
         connect_timeout: Duration,
     ) -> Result<(Connector, RouteInfo), String> {
-        // TLS is set up only when it can be used (an https target) or when a CA
-        // certificate must be checked: initialising OpenSSL and the system roots costs
-        // about 5 MB of RSS, which a plain-http target (a local vLLM, Ollama, the
-        // simulator) never needs (BENCHMARKS.md: peak RSS at 2,000 workers).
-        let tls = if target.scheme_str() == Some("https") || ca_pem.is_some() {
-            let mut tls = native_tls::TlsConnector::builder();
-            if let Some(pem) = ca_pem {
-                let cert = native_tls::Certificate::from_pem(pem)
-                    .map_err(|e| format!("CA certificate: {e}"))?;
-                tls.add_root_certificate(cert);
+        // The PEM is checked even for an http target, so a bad file is always reported;
+        // the TLS context (which loads the system roots, a few MB) only for https.
+        let extra_root = match ca_pem {
+            Some(pem) => Some(
+                native_tls::Certificate::from_pem(pem)
+                    .map_err(|e| format!("CA certificate: {e}"))?,
+            ),
+            None => None,
+        };
+        let tls = || -> Result<native_tls::TlsConnector, String> {
+            let mut b = native_tls::TlsConnector::builder();
+            if let Some(cert) = &extra_root {
+                b.add_root_certificate(cert.clone());
             }
             // HTTP/1.1 only: no ALPN is offered, so the server cannot pick h2.
-            Some(tls.build().map_err(|e| format!("TLS setup failed: {e}"))?)
-        } else {
-            None
+            b.build().map_err(|e| format!("TLS setup failed: {e}"))
         };
+        let https = target.scheme_str() == Some("https");
 
         let mut tcp = HttpConnector::new();
         tcp.enforce_http(false);
@@ -141,10 +143,11 @@ impl Connector {
             proxy_auth: None,
         };
         let (route, proxy_label) = match intercept {
-            None => match tls {
-                Some(tls) => (Route::Direct(HttpsConnector::from((tcp, tls.into()))), None),
-                None => (Route::Plain(tcp), None),
-            },
+            None if !https => (Route::Plain(tcp), None),
+            None => (
+                Route::Direct(HttpsConnector::from((tcp, tls()?.into()))),
+                None,
+            ),
             Some(i) => {
                 let proxy_uri = i.uri().clone();
                 if proxy_uri.scheme_str() != Some("http") {
@@ -157,13 +160,13 @@ impl Connector {
                     .authority()
                     .map(|a| a.to_string())
                     .unwrap_or_default();
-                if let (Some("https"), Some(tls)) = (target.scheme_str(), tls) {
+                if https {
                     let mut tunnel = Tunnel::new(proxy_uri, tcp);
                     if let Some(auth) = i.basic_auth() {
                         tunnel = tunnel.with_auth(auth.clone());
                     }
                     (
-                        Route::Tunnel(HttpsConnector::from((tunnel, tls.into()))),
+                        Route::Tunnel(HttpsConnector::from((tunnel, tls()?.into()))),
                         Some(label),
                     )
                 } else {
@@ -194,15 +197,15 @@ impl Connector {
     pub(crate) async fn connect(&self) -> Result<Stream, String> {
         let fut = async {
             match self.route.clone() {
-                Route::Direct(mut c) => c
-                    .call(self.target.clone())
-                    .await
-                    .map_err(|e| error_chain(&*e)),
-                Route::Plain(mut tcp) => tcp
+                Route::Plain(mut c) => c
                     .call(self.target.clone())
                     .await
                     .map(MaybeHttpsStream::Http)
                     .map_err(|e| error_chain(&e)),
+                Route::Direct(mut c) => c
+                    .call(self.target.clone())
+                    .await
+                    .map_err(|e| error_chain(&*e)),
                 Route::Tunnel(mut c) => c
                     .call(self.target.clone())
                     .await

@@ -22,7 +22,6 @@
 //!   not W of them. After that, steps start all workers at once.
 
 mod connect;
-mod sse;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -72,6 +71,34 @@ pub struct EngineConfig {
     pub proxy: ProxySettings,
     /// Where verbose lines go (default: stderr).
     pub log: LogSink,
+    /// Called with the final outcome of every prompt as it finishes (progress display).
+    pub on_prompt: PromptHook,
+}
+
+/// A callback for each finished prompt; the default does nothing.
+#[derive(Clone, Default)]
+pub struct PromptHook(Option<Arc<dyn Fn(Outcome) + Send + Sync>>);
+
+impl PromptHook {
+    pub fn new(f: impl Fn(Outcome) + Send + Sync + 'static) -> PromptHook {
+        PromptHook(Some(Arc::new(f)))
+    }
+
+    pub fn call(&self, outcome: Outcome) {
+        if let Some(f) = &self.0 {
+            f(outcome)
+        }
+    }
+}
+
+impl fmt::Debug for PromptHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "PromptHook(set)"
+        } else {
+            "PromptHook(none)"
+        })
+    }
 }
 
 impl EngineConfig {
@@ -96,6 +123,7 @@ impl EngineConfig {
             verbose: false,
             proxy: ProxySettings::from_env(),
             log: LogSink::stderr(),
+            on_prompt: PromptHook::default(),
         }
     }
 }
@@ -144,7 +172,8 @@ pub struct StepSpec {
     /// Prompts to send (each retried up to `max_retries` on transient outcomes).
     pub prompts: u32,
     /// When set, workers keep taking prompts until at least this long has passed
-    /// (and at least `prompts` were sent).
+    /// (and at least `prompts` were sent) — unless a prompt was rate limited: the step
+    /// has failed then, and it ends once `prompts` were sent.
     pub min_duration: Option<Duration>,
 }
 
@@ -188,6 +217,8 @@ pub struct StepResult {
     pub rate_limit_headers: BTreeMap<String, String>,
     /// Buckets as the last response that had them reported them.
     pub buckets: Vec<BucketReading>,
+    /// Buckets as the last rate-limited response reported them: which limit refused.
+    pub rate_limited_buckets: Vec<BucketReading>,
     /// The most requests that were in flight at once (never above `spec.workers`).
     pub max_in_flight: u32,
 }
@@ -255,14 +286,9 @@ impl Prepared {
     }
 }
 
-/// Header names whose values are credentials: marked sensitive.
-const SECRET_HEADERS: &[&str] = &[
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "x-goog-api-key",
-    "proxy-authorization",
-];
+/// Header names whose values are credentials: marked sensitive (the same list
+/// verbose output and `plan` redact).
+use crate::template::SECRET_HEADERS;
 
 impl Engine {
     /// Builds the client (TLS roots, `--ca-cert`, proxy from the environment).

@@ -2,7 +2,7 @@
 //! shared counter; one attempt = connect if needed, send, read the whole body, classify.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +21,9 @@ use crate::config::provider::Outcome;
 
 type Sender = SendRequest<Full<Bytes>>;
 
+/// Of a body cut at the cap, the bytes kept to classify it and quote it.
+const CUT_BODY_KEPT: usize = 64 * 1024;
+
 /// What the workers of one step share.
 struct Step {
     engine: Engine,
@@ -36,6 +39,9 @@ struct Step {
     /// module docs of `engine`); open from the start otherwise.
     gate: CancellationToken,
     fatal: OnceLock<String>,
+    /// A prompt of this step was rate limited: the step has failed, so a `min_duration`
+    /// no longer keeps workers taking prompts (more would only hammer the limit).
+    limited: AtomicBool,
 }
 
 /// What one worker measured; merged with the others' at the end of the step.
@@ -45,6 +51,8 @@ struct WorkerOut {
     retry_hint: Option<Duration>,
     /// The last rate-limit headers and buckets this worker saw, and when.
     readings: Option<(Instant, BTreeMap<String, String>, Vec<BucketReading>)>,
+    /// The buckets of this worker's last rate-limited response, and when.
+    limited: Option<(Instant, Vec<BucketReading>)>,
 }
 
 pub(super) async fn run_step(
@@ -67,6 +75,7 @@ pub(super) async fn run_step(
         stop: cancel.child_token(),
         gate,
         fatal: OnceLock::new(),
+        limited: AtomicBool::new(false),
     });
 
     let mut set = JoinSet::new();
@@ -81,16 +90,25 @@ pub(super) async fn run_step(
         }
     }
 
-    let mut records: Vec<(u64, PromptRecord)> =
-        Vec::with_capacity(outs.iter().map(|o| o.records.len()).sum());
+    // One list of all records, each worker's moved in and freed at once, sorted in
+    // place; the index is then stripped in place too. The peak stays near one copy of
+    // the records, which matters at thousands of workers.
+    let total = outs.iter().map(|o| o.records.len()).sum();
+    let mut records: Vec<(u64, PromptRecord)> = Vec::with_capacity(total);
     let mut retry_hint = None;
     let mut readings: Option<(Instant, BTreeMap<String, String>, Vec<BucketReading>)> = None;
+    let mut limited: Option<(Instant, Vec<BucketReading>)> = None;
     for out in outs {
         records.extend(out.records);
         retry_hint = retry_hint.max(out.retry_hint);
         if let Some(r) = out.readings {
             if readings.as_ref().is_none_or(|cur| r.0 > cur.0) {
                 readings = Some(r);
+            }
+        }
+        if let Some(r) = out.limited {
+            if limited.as_ref().is_none_or(|cur| r.0 > cur.0) {
+                limited = Some(r);
             }
         }
     }
@@ -106,6 +124,7 @@ pub(super) async fn run_step(
         retry_hint,
         rate_limit_headers,
         buckets,
+        rate_limited_buckets: limited.map(|(_, b)| b).unwrap_or_default(),
         max_in_flight: step.max_in_flight.load(Ordering::Relaxed),
     }
 }
@@ -121,16 +140,9 @@ impl Drop for OpenOnDrop<'_> {
 }
 
 async fn worker(step: Arc<Step>, w: u32) -> WorkerOut {
-    // Each worker takes about its share of the prompts: sized once, not grown by
-    // doubling (at 2,000 workers the doubling slack was ~0.8 MB of the peak RSS).
-    let share = step
-        .spec
-        .prompts
-        .div_ceil(step.spec.workers.max(1))
-        .min(1024);
     let mut out = WorkerOut {
-        records: Vec::with_capacity(share as usize),
-        ..Default::default()
+        records: Vec::with_capacity(step.spec.prompts.div_ceil(step.spec.workers.max(1)) as usize),
+        ..WorkerOut::default()
     };
     let mut conn: Option<Sender> = None;
     let canary = w == 0 && !step.gate.is_cancelled();
@@ -150,7 +162,8 @@ async fn worker(step: Arc<Step>, w: u32) -> WorkerOut {
         let i = step.next.fetch_add(1, Ordering::Relaxed);
         if i >= u64::from(step.spec.prompts) {
             match step.spec.min_duration {
-                Some(min) if step.started.elapsed() < min => {}
+                Some(min)
+                    if step.started.elapsed() < min && !step.limited.load(Ordering::Relaxed) => {}
                 _ => break,
             }
         }
@@ -220,15 +233,23 @@ async fn run_prompt(
             }
         };
         let resp = &attempt.resp;
-        let c = classifier.classify(resp);
-        let hint = classifier.retry_hint(resp);
-        if hint.is_some() {
+        // Outcome, usage and hint from one parse of the body.
+        let inspection = classifier.inspect(resp);
+        let c = inspection.classified;
+        let hint = inspection.retry_hint;
+        // A hint is an instruction only on a refusal; the reset time a successful answer
+        // reports is not a reason to wait.
+        if hint.is_some() && c.outcome != Outcome::Success {
             out.retry_hint = out.retry_hint.max(hint);
         }
         if resp.status.is_some() {
             let headers = classifier.rate_limit_headers(resp);
             if !headers.is_empty() {
-                out.readings = Some((Instant::now(), headers, classifier.buckets(resp)));
+                let buckets = classifier.buckets(resp);
+                if c.outcome == Outcome::RateLimited {
+                    out.limited = Some((Instant::now(), buckets.clone()));
+                }
+                out.readings = Some((Instant::now(), headers, buckets));
             }
         }
         if canary && matches!(c.outcome, Outcome::Success | Outcome::RateLimited) {
@@ -252,16 +273,20 @@ async fn run_prompt(
         }
 
         let usage = if c.outcome == Outcome::Success {
-            classifier.usage(resp)
+            inspection.usage
         } else {
             Default::default()
         };
         let error = describe_failure(engine, &c, resp);
+        if c.outcome == Outcome::RateLimited {
+            step.limited.store(true, Ordering::Relaxed);
+        }
         if c.outcome == Outcome::Fatal {
             let message = error.clone().unwrap_or_else(|| c.rule.clone());
             let _ = step.fatal.set(message);
             step.stop.cancel();
         }
+        engine.config().on_prompt.call(c.outcome);
         out.records.push((
             i,
             PromptRecord {
@@ -447,7 +472,16 @@ async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
     let mut buf = BodyBuf::default();
     let mut ttft = None;
     let mut transport_error = None;
-    loop {
+    // A body announced larger than the cap is not read at all.
+    let announced = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|len| len > cap as u64) {
+        transport_error = Some(format!("response body exceeds {cap} bytes"));
+    }
+    while transport_error.is_none() {
         tokio::select! {
             biased;
             frame = body.frame() => match frame {
@@ -462,6 +496,7 @@ async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
                         }
                         if buf.len() + data.len() > cap {
                             transport_error = Some(format!("response body exceeds {cap} bytes"));
+                            buf.keep_head(CUT_BODY_KEPT);
                             break;
                         }
                         buf.push(data);
@@ -484,7 +519,7 @@ async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
     }
     let body = buf.finish();
     let events = if streamed {
-        super::sse::parse(&body)
+        crate::classify::parse_sse(&body)
     } else {
         Vec::new()
     };
@@ -525,11 +560,13 @@ fn is_event_stream(headers: &http::HeaderMap) -> bool {
     })
 }
 
-/// Body chunks, copied only when there is more than one.
+/// Body chunks as they arrive, joined once at the end (a single chunk is not copied).
+/// Nothing is copied while the body comes in, so a body cut at the cap holds the cap
+/// and no more (a growing contiguous buffer would briefly hold half as much again while
+/// it doubles).
 #[derive(Default)]
 struct BodyBuf {
-    first: Option<Bytes>,
-    rest: Option<BytesMut>,
+    chunks: Vec<Bytes>,
     len: usize,
 }
 
@@ -540,23 +577,40 @@ impl BodyBuf {
 
     fn push(&mut self, data: Bytes) {
         self.len += data.len();
-        match (&mut self.first, &mut self.rest) {
-            (None, _) => self.first = Some(data),
-            (Some(first), None) => {
-                let mut b = BytesMut::with_capacity((first.len() + data.len()).max(8 * 1024));
-                b.extend_from_slice(first);
-                b.extend_from_slice(&data);
-                self.rest = Some(b);
-            }
-            (Some(_), Some(rest)) => rest.extend_from_slice(&data),
-        }
+        self.chunks.push(data);
     }
 
-    fn finish(self) -> Bytes {
-        match (self.first, self.rest) {
-            (_, Some(rest)) => rest.freeze(),
-            (Some(first), None) => first,
-            (None, None) => Bytes::new(),
+    /// Keeps only the first `max` bytes (enough to classify and quote a cut body) and
+    /// frees the rest now.
+    fn keep_head(&mut self, max: usize) {
+        let mut kept = 0;
+        let mut n = 0;
+        for c in &mut self.chunks {
+            if kept >= max {
+                break;
+            }
+            if kept + c.len() > max {
+                c.truncate(max - kept);
+            }
+            kept += c.len();
+            n += 1;
+        }
+        self.chunks.truncate(n);
+        self.chunks.shrink_to_fit();
+        self.len = kept;
+    }
+
+    fn finish(mut self) -> Bytes {
+        match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => self.chunks.pop().unwrap_or_default(),
+            _ => {
+                let mut b = BytesMut::with_capacity(self.len);
+                for c in self.chunks.drain(..) {
+                    b.extend_from_slice(&c);
+                }
+                b.freeze()
+            }
         }
     }
 }
@@ -595,6 +649,22 @@ mod tests {
         }
         assert_eq!(b.len(), 6);
         assert_eq!(b.finish(), Bytes::from_static(b"abcdef"));
+    }
+
+    #[test]
+    fn a_cut_body_keeps_only_its_head() {
+        let mut b = BodyBuf::default();
+        for part in ["abc", "defg", "hij"] {
+            b.push(Bytes::from(part));
+        }
+        b.keep_head(5);
+        assert_eq!(b.len(), 5);
+        assert_eq!(b.chunks.len(), 2);
+        assert_eq!(b.finish(), Bytes::from_static(b"abcde"));
+        let mut b = BodyBuf::default();
+        b.push(Bytes::from("abc"));
+        b.keep_head(10);
+        assert_eq!(b.finish(), Bytes::from_static(b"abc"));
     }
 
     #[test]

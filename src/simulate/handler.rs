@@ -32,7 +32,7 @@ use hyper::body::Incoming;
 
 use super::body::SimBody;
 use super::config::{SimConfig, CONCURRENCY_RETRY};
-use super::limits::{Buckets, Charge, Counters, Every, Kind, View, Views};
+use super::limits::{Buckets, Charge, Counters, Every, Views};
 use super::wire::{self, Failure, Limited, MidStream, Parsed, Reply, Text, Vendor};
 
 /// Request bodies larger than this get a 413 (a chat request is a few kilobytes).
@@ -209,15 +209,10 @@ async fn api(st: &State, vendor: Vendor, req: Request<Incoming>) -> Response<Sim
         Err(in_flight) => {
             let limit = cfg.max_concurrency.unwrap_or(0);
             let retry = cfg.real(CONCURRENCY_RETRY);
-            let mut views = st.buckets.views(Instant::now());
-            if !st.buckets.has_requests_bucket() {
-                views.push(View {
-                    kind: Kind::Requests,
-                    limit: u64::from(limit),
-                    remaining: 0,
-                    reset: retry,
-                });
-            }
+            // Vendors advertise per-minute limits, never a concurrency limit: the
+            // headers show only the configured buckets, so a client reading them is not
+            // told a per-minute limit of `max_concurrency`.
+            let views = st.buckets.views(Instant::now());
             return limited(
                 st,
                 vendor,
@@ -236,7 +231,7 @@ async fn api(st: &State, vendor: Vendor, req: Request<Incoming>) -> Response<Sim
         input: parsed.input_tokens,
         output: wanted,
     };
-    let mut views = match st.buckets.admit(Instant::now(), charge) {
+    let views = match st.buckets.admit(Instant::now(), charge) {
         Ok(v) => v,
         Err(refusal) => {
             drop(slot);
@@ -250,15 +245,6 @@ async fn api(st: &State, vendor: Vendor, req: Request<Incoming>) -> Response<Sim
             );
         }
     };
-    if let (Some(limit), false) = (cfg.max_concurrency, st.buckets.has_requests_bucket()) {
-        let in_flight = counters.in_flight.load(Ordering::Relaxed);
-        views.push(View {
-            kind: Kind::Requests,
-            limit: u64::from(limit),
-            remaining: u64::from(limit).saturating_sub(in_flight),
-            reset: Duration::ZERO,
-        });
-    }
 
     // 5. Rate faults.
     if st.fault_5xx.hit() {
@@ -308,7 +294,12 @@ async fn api(st: &State, vendor: Vendor, req: Request<Incoming>) -> Response<Sim
     let mut resp = if parsed.stream {
         streamed(cfg, &reply, &st.text, mid, truncate)
     } else {
-        tokio::time::sleep(cfg.ttft() + cfg.generation(output_tokens)).await;
+        let latency = cfg.ttft() + cfg.generation(output_tokens);
+        // A zero sleep still goes through the timer wheel (a millisecond tick); skip it so
+        // that a latency-free simulator answers at once.
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         let body = reply.plain(&st.text);
         if truncate {
             // Declare the whole length, send half, then close the connection.

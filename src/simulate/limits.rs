@@ -131,8 +131,7 @@ impl Every {
 /// Which limit a bucket or a refusal is about; names the vendor headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Requests per minute, or — when no rpm is set — the concurrency limit, so that a
-    /// client sees the limit that bit it in the usual headers.
+    /// Requests per minute.
     Requests,
     /// Input + output tokens per minute.
     Tokens,

@@ -2,6 +2,8 @@
 //! binary's path, and a run helper that captures stdout, stderr and the exit code.
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -62,9 +64,27 @@ impl Drop for Sim {
     }
 }
 
+/// A simulated account that allows `n` requests in flight, with ~150 ms replies.
+pub fn concurrency_cap(n: u32) -> SimulatorSettings {
+    SimulatorSettings {
+        max_concurrency: Some(n),
+        ttft_ms: Some(50),
+        tokens_per_second: Some(1000),
+        output_tokens: Some(100),
+        ..Default::default()
+    }
+}
+
 /// Runs the binary in `dir` with `args` and extra environment variables. The process
 /// environment's vendor keys are removed so a developer's real key never reaches a test.
 pub fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    command_in(dir, args, env)
+        .output()
+        .expect("the binary runs")
+}
+
+/// The command [`run_in`] runs, for tests that spawn it themselves.
+pub fn command_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args).current_dir(dir);
     for k in [
@@ -82,7 +102,7 @@ pub fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("the binary runs")
+    cmd
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -152,4 +172,182 @@ pub fn require_binary(name: &str) -> String {
         }
     }
     panic!("`{name}` is not installed: run tests/run, which installs the Debian packages the tests need");
+}
+
+/// The binary running in the background, its stderr read line by line as it comes (so a
+/// test can wait for a state, e.g. "cooling down"), its stdout collected.
+pub struct Running {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+/// Starts the binary in `dir`; stdout and stderr piped.
+pub fn spawn_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+    spawn_with_stdout(dir, args, env, std::process::Stdio::piped())
+}
+
+/// [`spawn_in`] with a given stdout (e.g. a pipe nobody reads).
+pub fn spawn_with_stdout(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdout: std::process::Stdio,
+) -> Running {
+    spawn_with(dir, args, env, stdout, std::process::Stdio::piped())
+}
+
+/// [`spawn_in`] with a given stdout and stderr; stderr is read line by line only when
+/// it is `Stdio::piped()`.
+pub fn spawn_with(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdout: std::process::Stdio,
+    stderr: std::process::Stdio,
+) -> Running {
+    use std::io::{BufRead, Read};
+    let mut child = command_in(dir, args, env)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("the binary starts");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let all = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = all.clone();
+    if let Some(err) = child.stderr.take() {
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).split(b'\n') {
+                let Ok(line) = line else { break };
+                let line = String::from_utf8_lossy(&line).into_owned();
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let stdout = child.stdout.take().map(|mut out| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = out.read_to_end(&mut v);
+            v
+        })
+    });
+    Running {
+        child,
+        lines: rx,
+        stderr: all,
+        stdout,
+    }
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a stderr line for which `pred` holds; panics after `timeout` (or when
+    /// stderr closes) with everything the binary printed.
+    pub fn wait_for_line(
+        &self,
+        pred: impl Fn(&str) -> bool,
+        timeout: std::time::Duration,
+    ) -> String {
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no such line within {timeout:?}; stderr so far:\n{}",
+                    self.stderr_so_far()
+                ),
+            }
+        }
+    }
+
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends a signal (`libc::SIGINT`, ...).
+    pub fn signal(&self, sig: i32) {
+        let rc = unsafe { libc::kill(self.pid() as i32, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig})", self.pid());
+    }
+
+    /// Peak resident memory so far in KiB (`VmHWM` of /proc/PID/status), while the
+    /// process lives.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// Exit status within `timeout`, or `None` (the process is then still running).
+    pub fn wait_timeout(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            if std::time::Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the exit (killing the process after `timeout`, which fails the test);
+    /// returns the status, stdout and the whole stderr.
+    pub fn finish(
+        mut self,
+        timeout: std::time::Duration,
+    ) -> (std::process::ExitStatus, String, String) {
+        let status = match self.wait_timeout(timeout) {
+            Some(s) => s,
+            None => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "the binary did not end within {timeout:?}; stderr:\n{}",
+                    self.stderr_so_far()
+                );
+            }
+        };
+        let out = self
+            .stdout
+            .take()
+            .map(|h| h.join().unwrap())
+            .unwrap_or_default();
+        // Give the stderr reader a moment to drain what the process wrote last.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while self
+            .lines
+            .recv_timeout(until.saturating_duration_since(std::time::Instant::now()))
+            .is_ok()
+        {}
+        (
+            status,
+            String::from_utf8_lossy(&out).into_owned(),
+            self.stderr_so_far(),
+        )
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

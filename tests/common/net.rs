@@ -1,7 +1,6 @@
-//! Harness of the engine and transport tests: engine configs built from the real provider
-//! files, a verbose-line collector, and throwaway nginx (TLS) and tinyproxy instances on
-//! 127.0.0.1 that die with the test.
-#![allow(dead_code)]
+//! Servers and engine configs for the tests: engine configs built from the real provider
+//! files, a verbose-line collector, throwaway nginx (TLS or `limit_conn`) and tinyproxy
+//! instances on 127.0.0.1 that die with the test, and a canned raw server.
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
@@ -15,6 +14,8 @@ use find_workers_limit::config;
 use find_workers_limit::engine::{EngineConfig, LogSink, ProxySettings};
 use find_workers_limit::template::{self, Vars};
 
+use super::{free_port, require_binary};
+
 /// An engine config for `provider` (`openai` or `anthropic`, read from `providers/`)
 /// against `base_url`, with fast retries (base 5 ms, cap 40 ms), short timeouts, no
 /// proxy and no verbose output.
@@ -23,7 +24,11 @@ pub fn engine_config(provider: &str, base_url: &str, stream: bool, key: &str) ->
         .join("providers")
         .join(format!("{provider}.yaml"));
     let p = config::load_provider(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let model = if provider == "anthropic" { "claude-sonnet-4" } else { "gpt-4o" };
+    let model = if provider == "anthropic" {
+        "claude-sonnet-4"
+    } else {
+        "gpt-4o"
+    };
     let vars = Vars {
         model: model.into(),
         prompt: "Write a detailed 500-word essay about the history of computing".into(),
@@ -58,25 +63,6 @@ impl Lines {
     pub fn all(&self) -> Vec<String> {
         self.0.lock().expect("lines").clone()
     }
-}
-
-/// Finds a free TCP port on 127.0.0.1 (bind :0, read it back, release it).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
-/// Path of a binary from a Debian package, or a failing test that says how to get it.
-pub fn require_binary(name: &str) -> PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"] {
-        let p = Path::new(dir).join(name);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("`{name}` is not installed: run tests/run, which installs the Debian packages the tests need (nginx, openssl, tinyproxy)");
 }
 
 fn run(cmd: &mut Command) {
@@ -120,7 +106,13 @@ pub struct Certs {
 pub fn make_certs(dir: &Path) -> Certs {
     let openssl = require_binary("openssl");
     let p = |name: &str| dir.join(name);
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     run(Command::new(&openssl)
         .args(["req", "-x509"])
         .args(ec)
@@ -164,22 +156,50 @@ pub fn make_certs(dir: &Path) -> Certs {
     }
 }
 
-/// nginx terminating TLS on 127.0.0.1 (a throwaway CA's certificate) and proxying to a
-/// plain-http upstream. Killed on drop.
-pub struct TlsNginx {
+/// What nginx does in front of the upstream.
+pub enum NginxMode {
+    /// Terminates TLS with a throwaway CA's certificate (`Nginx::ca_pem`).
+    Tls,
+    /// Plain http, at most this many requests in flight per client (`limit_conn`), the
+    /// excess answered with nginx's own HTML 429 page.
+    LimitConn(u32),
+}
+
+/// nginx on 127.0.0.1 proxying to a plain-http upstream, as one process (no
+/// master/worker split) so that killing it on drop leaves nothing behind.
+pub struct Nginx {
     child: Child,
     pub port: u16,
+    /// The CA that signed the server certificate (`NginxMode::Tls`).
     pub ca_pem: PathBuf,
     pub dir: tempfile::TempDir,
 }
 
-impl TlsNginx {
-    pub fn start(upstream_port: u16) -> TlsNginx {
+impl Nginx {
+    pub fn start(upstream_port: u16, mode: NginxMode) -> Nginx {
         let nginx = require_binary("nginx");
         let dir = tempfile::tempdir().expect("temp dir");
-        let certs = make_certs(dir.path());
         let port = free_port();
         let d = dir.path().display();
+        let (listen, extra, ca_pem) = match mode {
+            NginxMode::Tls => {
+                let certs = make_certs(dir.path());
+                (
+                    format!("listen 127.0.0.1:{port} ssl;"),
+                    format!(
+                        "ssl_certificate {};\n  ssl_certificate_key {};",
+                        certs.server_pem.display(),
+                        certs.server_key.display()
+                    ),
+                    certs.ca_pem,
+                )
+            }
+            NginxMode::LimitConn(n) => (
+                format!("listen 127.0.0.1:{port};"),
+                format!("limit_conn perip {n};\n  limit_conn_status 429;"),
+                PathBuf::new(),
+            ),
+        };
         let conf = format!(
             "worker_processes 1;\n\
              error_log {d}/error.log warn;\n\
@@ -188,15 +208,13 @@ impl TlsNginx {
                access_log {d}/access.log;\n\
                client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n\
                uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               limit_conn_zone $binary_remote_addr zone=perip:1m;\n\
                upstream sim {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n\
                server {{\n\
-                 listen 127.0.0.1:{port} ssl;\n\
-                 ssl_certificate {cert};\n  ssl_certificate_key {key};\n\
+                 {listen}\n  {extra}\n\
                  location / {{ proxy_pass http://sim; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }}\n\
                }}\n\
-             }}\n",
-            cert = certs.server_pem.display(),
-            key = certs.server_key.display(),
+             }}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
         let mut child = Command::new(nginx)
@@ -205,22 +223,25 @@ impl TlsNginx {
             .arg("-c")
             .arg(dir.path().join("nginx.conf"))
             .arg("-g")
-            .arg(format!("daemon off; pid {d}/nginx.pid;"))
+            // One process (no master/worker split), so killing the child leaves nothing.
+            .arg(format!(
+                "daemon off; master_process off; pid {d}/nginx.pid;"
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx starts");
         wait_listening(port, "nginx", &mut child, &dir.path().join("error.log"));
-        TlsNginx {
+        Nginx {
             child,
             port,
-            ca_pem: certs.ca_pem,
+            ca_pem,
             dir,
         }
     }
 }
 
-impl Drop for TlsNginx {
+impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -278,9 +299,9 @@ impl Drop for Tinyproxy {
     }
 }
 
-/// A raw HTTP/1.1 server on 127.0.0.1 that answers every request with the same bytes
-/// (status line, headers and body, written verbatim) and counts requests. For what the
-/// simulator does not serve: oversized bodies, redirects.
+/// A raw HTTP/1.1 server on 127.0.0.1 that answers with fixed bytes (status line,
+/// headers and body, written verbatim) and counts requests. For what the simulator does
+/// not serve: oversized bodies, redirects, an answer that changes after the first.
 pub struct Canned {
     pub addr: std::net::SocketAddr,
     pub requests: Arc<std::sync::atomic::AtomicU64>,
@@ -288,18 +309,28 @@ pub struct Canned {
 }
 
 impl Canned {
+    /// Every request gets `response`.
     pub async fn start(response: Vec<u8>) -> Canned {
+        Canned::sequence(vec![response], Duration::ZERO).await
+    }
+
+    /// The n-th request (from 0) gets `responses[n]`, the last one for every request
+    /// after; each answer is written `delay` after its request arrived.
+    pub async fn sequence(responses: Vec<Vec<u8>>, delay: Duration) -> Canned {
         use std::sync::atomic::Ordering;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        assert!(!responses.is_empty());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = requests.clone();
-        let response = Arc::new(response);
+        let responses = Arc::new(responses);
         let task = tokio::spawn(async move {
             while let Ok((mut sock, _)) = listener.accept().await {
                 let counter = counter.clone();
-                let response = response.clone();
+                let responses = responses.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -327,15 +358,23 @@ impl Canned {
                             }
                         }
                         buf.drain(..head_end + len);
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        if sock.write_all(&response).await.is_err() {
+                        let n = counter.fetch_add(1, Ordering::SeqCst) as usize;
+                        let response = &responses[n.min(responses.len() - 1)];
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        if sock.write_all(response).await.is_err() {
                             return;
                         }
                     }
                 });
             }
         });
-        Canned { addr, requests, task }
+        Canned {
+            addr,
+            requests,
+            task,
+        }
     }
 
     pub fn base_url(&self) -> String {

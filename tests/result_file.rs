@@ -1,0 +1,106 @@
+//! The result file is written atomically (temporary file + rename): a failed write
+//! leaves no partial file and no temporary file, and an existing result is replaced
+//! whole, never rewritten in place.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use common::*;
+use find_workers_limit::config::scenario::SimulatorSettings;
+
+fn probe(sim: &Sim, dir: &Path, output: &str, max_workers: &str) -> std::process::Output {
+    let base = sim.openai_base_url();
+    run_in(
+        dir,
+        &[
+            "--model",
+            "sim-gpt",
+            "--provider",
+            "simulated",
+            "--base-url",
+            &base,
+            "--max-workers",
+            max_workers,
+            "--min-output-tokens",
+            "10",
+            "--output-file",
+            output,
+        ],
+        &[],
+    )
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn sim() -> Sim {
+    Sim::start(SimulatorSettings {
+        ttft_ms: Some(10),
+        tokens_per_second: Some(0),
+        output_tokens: Some(20),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_failed_write_leaves_no_partial_file() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    // The path is taken by a directory: the rename fails after the text was written.
+    std::fs::create_dir(dir.path().join("result.json")).unwrap();
+    let out = probe(&sim, dir.path(), "result.json", "3");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).lines().last().unwrap(),
+        "error: result.json: cannot write the result file: Is a directory"
+    );
+    // The count is not printed when its record could not be kept.
+    assert_eq!(stdout(&out), "");
+    assert_eq!(names(dir.path()), ["result.json"]);
+    assert!(dir.path().join("result.json").is_dir());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("result.json"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    // A directory that does not exist: nothing is created.
+    let out = probe(&sim, dir.path(), "missing/result.json", "3");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).lines().last().unwrap(),
+        "error: missing/result.json: cannot write the result file: no such file"
+    );
+    assert_eq!(names(dir.path()), ["result.json"]);
+}
+
+#[test]
+fn an_existing_result_is_replaced_whole() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let out = probe(&sim, dir.path(), "result.json", "3");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let path = dir.path().join("result.json");
+    let first = std::fs::read(&path).unwrap();
+    assert_eq!(read_result(&path)["recommended_workers"], 3);
+    // A second name for the old file: an in-place rewrite would change it too.
+    std::fs::hard_link(&path, dir.path().join("old.json")).unwrap();
+    let inode = std::fs::metadata(&path).unwrap().ino();
+
+    let out = probe(&sim, dir.path(), "result.json", "6");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(read_result(&path)["recommended_workers"], 6);
+    assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode);
+    // The old document is untouched, byte for byte, under its other name.
+    assert_eq!(std::fs::read(dir.path().join("old.json")).unwrap(), first);
+    assert_eq!(names(dir.path()), ["old.json", "result.json"]);
+}
