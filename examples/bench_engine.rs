@@ -95,6 +95,7 @@ async fn step(settings: ProbeSettings, workers: u32, requests: u32) {
         verbose: false,
         proxy: ProxySettings::none(),
         log: LogSink::stderr(),
+        on_prompt: Default::default(),
     })
     .expect("engine");
     let spec = StepSpec {
