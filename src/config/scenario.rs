@@ -203,15 +203,15 @@ pub struct SimulatorSettings {
     pub time_scale: Option<f64>,
     /// Answer every request with OpenAI's `insufficient_quota` 429 (Anthropic endpoint:
     /// 429 `enforced_spend_limit_reached`), without a retry hint.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_quota_exhausted: Option<bool>,
     /// Answer every request with 401 (bad key).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_bad_key: Option<bool>,
     /// Answer every request with 404 (unknown model).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_unknown_model: Option<bool>,
     /// Fraction (0 to 1) of requests answered with a 500. Fault rates are deterministic:
@@ -225,7 +225,7 @@ pub struct SimulatorSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_overloaded_rate: Option<f64>,
     /// Rate limits are answered with a gateway's HTML 429 page instead of the vendor body.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_html_429: Option<bool>,
     /// Fraction of streamed responses that send an error event after some content.
