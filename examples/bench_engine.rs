@@ -102,6 +102,7 @@ async fn step(settings: ProbeSettings, workers: u32, requests: u32) {
         workers,
         prompts: requests,
         min_duration: None,
+        max_prompts: None,
     };
     let t = Instant::now();
     let r = engine

@@ -69,6 +69,33 @@ pub fn worst_case_spend(settings: &ProbeSettings, prompts: u32) -> Spend {
     )
 }
 
+/// With `--step-duration` a step sends as many prompts as the duration takes: the most
+/// it may send without breaking a spend cap (never below its planned `prompts`, which
+/// the cap check before the step already allowed).
+fn step_budget(settings: &ProbeSettings, totals: &Totals, prompts: u32) -> u32 {
+    let caps = settings.caps;
+    let mut budget = u64::from(u32::MAX);
+    if let Some(max) = caps.max_prompts {
+        budget = budget.min(max.saturating_sub(totals.prompts));
+    }
+    if let Some(max) = caps.max_output_tokens {
+        budget = budget
+            .min(max.saturating_sub(totals.output_tokens) / u64::from(settings.max_tokens.max(1)));
+    }
+    if let (Some(max), Some(p)) = (caps.max_cost_usd, settings.provider.pricing.as_ref()) {
+        let per_prompt = report::cost_usd(
+            p,
+            estimated_input_tokens(settings),
+            u64::from(settings.max_tokens),
+        );
+        let left = max - totals.cost_usd.unwrap_or(0.0);
+        if per_prompt > 0.0 {
+            budget = budget.min((left / per_prompt).floor().max(0.0) as u64);
+        }
+    }
+    (budget.min(u64::from(u32::MAX)) as u32).max(prompts)
+}
+
 /// A step's record for the result file.
 pub fn run_record(settings: &ProbeSettings, step: &StepResult, cooldown: Duration) -> RunRecord {
     let lat: Vec<f64> = step
@@ -261,6 +288,9 @@ pub async fn run(
             workers,
             prompts,
             min_duration: settings.step_duration,
+            max_prompts: settings
+                .step_duration
+                .map(|_| step_budget(settings, &totals, prompts)),
         };
         let step = engine.run_step(spec, cancel.child_token()).await;
         let record = run_record(settings, &step, Duration::ZERO);

@@ -251,3 +251,43 @@ fn advertised_rpm_implies_the_worker_count_the_probe_measures() {
         "{insight}"
     );
 }
+
+/// Regression: with `--step-duration` a step sends as many prompts as the duration takes;
+/// the spend cap must still hold (a newcomer trial saw 70 prompts sent under a cap of 60).
+#[test]
+fn spend_caps_hold_under_step_duration() {
+    let sim = Sim::start(concurrency_cap(24));
+    let dir = tempfile::tempdir().unwrap();
+    let base = sim.openai_base_url();
+    let out = run_in(
+        dir.path(),
+        &[
+            "--model",
+            "gpt-4o",
+            "--provider",
+            "openai",
+            "--base-url",
+            &base,
+            "--max-workers",
+            "12",
+            "--step-duration",
+            "3s",
+            "--max-prompts",
+            "60",
+            "--output-file",
+            "r.json",
+            "--min-output-tokens",
+            "50",
+        ],
+        &[("OPENAI_API_KEY", "sk-test-cap-duration")],
+    );
+    let r = read_result(&dir.path().join("r.json"));
+    let sent = r["totals"]["prompts"].as_u64().unwrap();
+    assert!(
+        sent <= 60,
+        "{sent} prompts sent under --max-prompts 60; stderr:\n{}",
+        stderr(&out)
+    );
+    assert_eq!(sim.stats().requests, sent);
+    assert_eq!(r["outcome"], "spend_cap", "stderr:\n{}", stderr(&out));
+}

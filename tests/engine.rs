@@ -50,6 +50,7 @@ async fn step(cfg: EngineConfig, workers: u32, prompts: u32) -> StepResult {
                 workers,
                 prompts,
                 min_duration: None,
+                max_prompts: None,
             },
             CancellationToken::new(),
         )
@@ -408,6 +409,7 @@ async fn step_with(engine: &Engine, workers: u32, prompts: u32) -> StepResult {
                 workers,
                 prompts,
                 min_duration: None,
+                max_prompts: None,
             },
             CancellationToken::new(),
         )
@@ -428,6 +430,7 @@ async fn min_duration_keeps_workers_busy() {
                 workers: 2,
                 prompts: 2,
                 min_duration: Some(Duration::from_millis(400)),
+                max_prompts: None,
             },
             CancellationToken::new(),
         )
@@ -457,6 +460,7 @@ async fn min_duration_stops_extending_once_rate_limited() {
                 workers: 4,
                 prompts: 8,
                 min_duration: Some(Duration::from_secs(30)),
+                max_prompts: None,
             },
             CancellationToken::new(),
         )
@@ -487,6 +491,7 @@ async fn cancel_returns_promptly_with_finished_prompts() {
                 workers: 3,
                 prompts: 6,
                 min_duration: None,
+                max_prompts: None,
             },
             cancel,
         )

@@ -34,6 +34,7 @@ async fn step(cfg: EngineConfig, workers: u32, prompts: u32) -> StepResult {
                 workers,
                 prompts,
                 min_duration: None,
+                max_prompts: None,
             },
             CancellationToken::new(),
         )

@@ -175,6 +175,9 @@ pub struct StepSpec {
     /// (and at least `prompts` were sent) — unless a prompt was rate limited: the step
     /// has failed then, and it ends once `prompts` were sent.
     pub min_duration: Option<Duration>,
+    /// A hard ceiling on the prompts this step sends, whatever `min_duration` says (the
+    /// probe's spend caps). `None`: no ceiling beyond `prompts` and `min_duration`.
+    pub max_prompts: Option<u32>,
 }
 
 /// The fate of one prompt, after its retries.

@@ -160,6 +160,9 @@ async fn worker(step: Arc<Step>, w: u32) -> WorkerOut {
             break;
         }
         let i = step.next.fetch_add(1, Ordering::Relaxed);
+        if step.spec.max_prompts.is_some_and(|max| i >= u64::from(max)) {
+            break;
+        }
         if i >= u64::from(step.spec.prompts) {
             match step.spec.min_duration {
                 Some(min)
