@@ -281,6 +281,14 @@ pub fn resolve_with(
 
     let simulator = sc.simulator.clone();
 
+    // Output paths are checked now, not after a paid probe.
+    let output_file = args.output_file.clone().or_else(|| sc.output_file.clone());
+    for (what, path) in [("result file", &output_file), ("chart", &args.chart)] {
+        if let Some(p) = path {
+            check_writable(what, p)?;
+        }
+    }
+
     // Keys and env variables, checked before anything is sent.
     let keys = Keys::load(args.keys_file.as_deref())?;
     if let Some(w) = keys.warning() {
@@ -345,7 +353,7 @@ pub fn resolve_with(
         request_timeout,
         cooldown,
         max_cooldown,
-        output_file: args.output_file.clone().or_else(|| sc.output_file.clone()),
+        output_file,
         chart: args.chart.clone(),
         simulator,
         verbose: args.verbose,
@@ -429,6 +437,29 @@ impl ProbeSettings {
             )])
         })
     }
+}
+
+/// A file the probe will write at the end: its directory must exist and the path must
+/// not be a directory.
+fn check_writable(what: &str, path: &Path) -> Result<(), Error> {
+    if path.is_dir() {
+        return Err(usage(format!(
+            "{}: cannot write the {what}: it is a directory",
+            path.display()
+        )));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(usage(format!(
+            "{}: cannot write the {what}: no directory {}",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// `localhost`, 127.0.0.0/8 and ::1.

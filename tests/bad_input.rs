@@ -120,6 +120,9 @@ fn bad_flags_and_files_get_one_clear_message() {
         ("unknown scenario", s(&["run", "nope"]), key.clone(), 2, "error: no scenario `nope`: not a file, not scenarios/nope.yaml, not built in (built in: demo)\n".into()),
         ("timeout zero", with(&["--timeout", "0s"]), key.clone(), 2, "error: --timeout and --connect-timeout must be above 0\n".into()),
         ("max-cost without pricing", with(&["--max-cost", "1"]), key.clone(), 2, "error: --max-cost needs prices: provider `openai` (built-in (providers/openai.yaml)) has no `pricing`; add it to the provider file, or cap with --max-prompts / --max-output-tokens\n".into()),
+        ("output file in a missing directory", with(&["--output-file", "nodir/r.json"]), key.clone(), 2, "error: nodir/r.json: cannot write the result file: no directory nodir\n".into()),
+        ("output file is a directory", with(&["--output-file", "adir"]), key.clone(), 2, "error: adir: cannot write the result file: it is a directory\n".into()),
+        ("chart in a missing directory", with(&["--chart", "nodir/c.svg"]), key.clone(), 2, "error: nodir/c.svg: cannot write the chart: no directory nodir\n".into()),
         ("ca-cert missing", with(&["--ca-cert", "ca.pem"]), key.clone(), 2, "error: ca.pem: --ca-cert file not found\n".into()),
     ];
     let mut failures = Vec::new();

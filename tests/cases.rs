@@ -829,3 +829,27 @@ fn simulated_provider_keeps_step_with_openai() {
     };
     assert_eq!(rules(&openai), rules(&simulated));
 }
+
+/// From the newcomer trial: a base URL without `/v1` answers 404 for the path, which is
+/// not an unknown model; the message must point at the base URL.
+#[test]
+fn openai_404_for_a_wrong_path_names_the_base_url_not_the_model() {
+    let body = r#"{"error":{"message":"Invalid URL (POST /chat/completions)","type":"invalid_request_error","param":null,"code":null}}"#;
+    assert_eq!(
+        classifier("openai").classify(&response(404, &[], body)),
+        decided(
+            Outcome::Fatal,
+            "not found",
+            Some("OpenAI answered 404 Not Found for the request path: check --base-url (OpenAI's ends in /v1, e.g. https://api.openai.com/v1)")
+        )
+    );
+    let body = r#"{"error":{"message":"The model `gpt-9` does not exist or you do not have access to it.","type":"invalid_request_error","param":null,"code":"model_not_found"}}"#;
+    assert_eq!(
+        classifier("openai").classify(&response(404, &[], body)),
+        decided(
+            Outcome::Fatal,
+            "unknown model",
+            Some("OpenAI does not know this model (404 model_not_found): check --model")
+        )
+    );
+}
