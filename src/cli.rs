@@ -18,7 +18,7 @@ use crate::config::SchemaKind;
     args_conflicts_with_subcommands = true
 )]
 #[command(
-    after_help = "Exit codes: 0 found, 2 usage, 3 invalid config, 4 rate limited even at 1 worker, \
+    after_help = "Exit codes: 0 found, 1 internal error, 2 usage, 3 invalid config, 4 rate limited even at 1 worker, \
 5 fatal provider error, 6 stopped by a cap or cooldown limit, 130 interrupted."
 )]
 pub struct Cli {

@@ -52,18 +52,49 @@ fn sim() -> Sim {
 
 #[test]
 fn a_failed_write_leaves_no_partial_file() {
-    let sim = sim();
+    // Slow replies, so the path can be taken while the step runs: the probe checks the
+    // path before it sends anything, so the write fails only if it changes meanwhile.
+    let sim = Sim::start(SimulatorSettings {
+        ttft_ms: Some(1500),
+        tokens_per_second: Some(0),
+        output_tokens: Some(20),
+        ..Default::default()
+    });
     let dir = tempfile::tempdir().unwrap();
+    let base = sim.openai_base_url();
+    let mut running = spawn_in(
+        dir.path(),
+        &[
+            "--model",
+            "sim-gpt",
+            "--provider",
+            "simulated",
+            "--base-url",
+            &base,
+            "--max-workers",
+            "3",
+            "--min-output-tokens",
+            "10",
+            "--output-file",
+            "result.json",
+        ],
+        &[],
+    );
+    running.wait_for_line(
+        |l| l.starts_with("step 1: 3 workers"),
+        std::time::Duration::from_secs(20),
+    );
     // The path is taken by a directory: the rename fails after the text was written.
     std::fs::create_dir(dir.path().join("result.json")).unwrap();
-    let out = probe(&sim, dir.path(), "result.json", "3");
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let status = running
+        .wait_timeout(std::time::Duration::from_secs(30))
+        .expect("the probe ends");
+    let err = running.stderr_so_far();
+    assert_eq!(status.code(), Some(1), "{err}");
     assert_eq!(
-        stderr(&out).lines().last().unwrap(),
+        err.lines().last().unwrap(),
         "error: result.json: cannot write the result file: Is a directory"
     );
-    // The count is not printed when its record could not be kept.
-    assert_eq!(stdout(&out), "");
     assert_eq!(names(dir.path()), ["result.json"]);
     assert!(dir.path().join("result.json").is_dir());
     assert_eq!(
@@ -73,13 +104,15 @@ fn a_failed_write_leaves_no_partial_file() {
         0
     );
 
-    // A directory that does not exist: nothing is created.
+    // A directory that does not exist: refused before anything is sent; nothing created.
+    let before = sim.stats().requests;
     let out = probe(&sim, dir.path(), "missing/result.json", "3");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out).lines().last().unwrap(),
-        "error: missing/result.json: cannot write the result file: no such file"
+        "error: missing/result.json: cannot write the result file: no directory missing"
     );
+    assert_eq!(sim.stats().requests, before);
     assert_eq!(names(dir.path()), ["result.json"]);
 }
 

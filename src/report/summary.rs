@@ -29,18 +29,20 @@ pub fn summary_table(result: &ProbeResult) -> String {
         }
         None => out.push_str("recommended workers: none\n"),
     }
-    if let Some(error) = &result.error {
-        let _ = writeln!(out, "error: {error}");
+    // The error itself is the command's last line (`error: …`, printed by `main`); the
+    // summary only says how the probe ended, so the message is not printed twice.
+    if result.error.is_some() {
+        let _ = writeln!(out, "ended: {}", result.outcome.replace('_', " "));
     }
     let _ = writeln!(out, "max tested: {}", result.max_tested);
     if result.cap_reached {
         let _ = writeln!(
             out,
-            "cap reached: yes ({} workers passed; the account may sustain more: raise --max-workers)",
+            "max-workers reached: yes ({} workers passed; the account may sustain more: raise --max-workers)",
             result.settings.max_workers
         );
     } else {
-        out.push_str("cap reached: no\n");
+        out.push_str("max-workers reached: no\n");
     }
     if result.interrupted {
         out.push_str("interrupted: yes (the steps above are what was measured before Ctrl-C)\n");
@@ -325,7 +327,7 @@ step  workers  prompts  ok  429  failed  status          p50    p95  tokens out 
 
 recommended workers: 9
 max tested: 12
-cap reached: no
+max-workers reached: no
 totals: 4 steps, 61 prompts (56 ok, 4 rate limited, 1 failed), 1,120 input + 28,120 output tokens, estimated cost $0.2840, 1m24s
 warning: step 4 (9 workers): 1 prompt(s) failed after 3 retries
 ";
@@ -360,9 +362,9 @@ step  workers  prompts  ok  429  failed  status          p50    p95  tokens out 
    3        1        6   0    6       0  rate limited  300ms  375ms           0     700ms         -
 
 recommended workers: none
-error: Model rate limited even with 1 worker
+ended: rate limited at minimum
 max tested: 3
-cap reached: no
+max-workers reached: no
 totals: 3 steps, 18 prompts (0 ok, 18 rate limited, 0 failed), 0 input + 0 output tokens, 2.4s
 ";
         assert_eq!(summary_table(&result), expected);
@@ -377,7 +379,7 @@ totals: 3 steps, 18 prompts (0 ok, 18 rate limited, 0 failed), 0 input + 0 outpu
         result.totals = Totals::default();
         let text = summary_table(&result);
         assert!(text.contains("\nno steps were run\n"), "{text}");
-        assert!(text.contains("\ncap reached: yes (100 workers passed; the account may sustain more: raise --max-workers)\n"), "{text}");
+        assert!(text.contains("\nmax-workers reached: yes (100 workers passed; the account may sustain more: raise --max-workers)\n"), "{text}");
         assert!(
             text.contains(
                 "\ninterrupted: yes (the steps above are what was measured before Ctrl-C)\n"
