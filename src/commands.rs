@@ -361,6 +361,22 @@ pub fn plan(settings: &ProbeSettings, show_request: bool) -> Result<String, Erro
             .map(|c| format!("${c:.4}"))
             .unwrap_or_else(|| "unknown (no pricing in the provider file)".into())
     );
+    if let Some(d) = settings.step_duration {
+        let _ = writeln!(
+            out,
+            "--step-duration {}: each step sends as many prompts as {} takes (at least the count above); the totals above are a floor, and the spend caps bound every step",
+            humantime::format_duration(d),
+            humantime::format_duration(d)
+        );
+    }
+    if settings.refine {
+        let worst = worst.last().copied().unwrap_or(1);
+        let extra = u32::BITS - worst.leading_zeros();
+        let _ = writeln!(
+            out,
+            "--refine: up to {extra} more steps of at most {worst} workers after the ramp (bisecting between the recommendation and the lowest failing count), not in the totals above; the spend caps bound them too"
+        );
+    }
     if caps != SpendCap::default() {
         match &stop {
             Some((i, why)) => {
