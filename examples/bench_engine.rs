@@ -11,12 +11,11 @@
 //! (its worker count follows the CPU affinity, so `taskset -c 1` means one worker
 //! thread, as for oha). Retries are off so that a failure shows as a failure.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use find_workers_limit::cli::ProbeArgs;
 use find_workers_limit::config::provider::Outcome;
-use find_workers_limit::engine::{Engine, EngineConfig, LogSink, ProxySettings, StepSpec};
+use find_workers_limit::engine::{Engine, ProxySettings, StepSpec};
 use find_workers_limit::settings::{self, ProbeSettings};
 
 fn usage() -> ! {
@@ -78,26 +77,12 @@ fn print_request(settings: &ProbeSettings) {
 }
 
 async fn step(settings: ProbeSettings, workers: u32, requests: u32) {
-    let request = settings.render_request().expect("request renders");
-    let classifier =
-        find_workers_limit::classify::Classifier::new(&settings.provider).expect("classifier");
-    let engine = Engine::new(EngineConfig {
-        request,
-        classifier: Arc::new(classifier),
-        stream: settings.stream,
-        connect_timeout: settings.connect_timeout,
-        request_timeout: settings.request_timeout,
-        max_retries: settings.max_retries,
-        retry_base_delay: settings.retry_base_delay,
-        retry_max_delay: settings.retry_max_delay,
-        max_body_bytes: settings::MAX_BODY_BYTES,
-        ca_cert: None,
-        verbose: false,
-        proxy: ProxySettings::none(),
-        log: LogSink::stderr(),
-        on_prompt: Default::default(),
-    })
-    .expect("engine");
+    // Built exactly as the probe builds it, with no proxy and no verbose output.
+    let mut config = settings.engine_config().expect("engine config");
+    config.ca_cert = None;
+    config.verbose = false;
+    config.proxy = ProxySettings::none();
+    let engine = Engine::new(config).expect("engine");
     let spec = StepSpec {
         workers,
         prompts: requests,

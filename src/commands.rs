@@ -135,7 +135,6 @@ pub fn run_probe(settings: &ProbeSettings) -> Result<(), Error> {
 }
 
 async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeOutcome, Error> {
-    use std::sync::Arc;
     // Ctrl-C is caught from here on, before anything is printed or sent: the handler is
     // installed now, not when a task first polls it (until then a Ctrl-C would kill the
     // process without a result file).
@@ -176,12 +175,12 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
         settings.set_base_url(Some(&base))?;
         sim = Some(server);
     }
-    let request = settings.render_request()?;
     let observer = crate::progress::Progress::stderr();
     // Debug builds only: a panic on demand, so tests can check that a panic message
     // carrying a key (the worst case) is printed redacted.
     #[cfg(debug_assertions)]
     if std::env::var_os("FIND_WORKERS_LIMIT_DEBUG_PANIC").is_some() {
+        let request = settings.render_request()?;
         panic!(
             "debug panic; request headers {:?}",
             request
@@ -191,34 +190,16 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
                 .collect::<Vec<_>>()
         );
     }
-    let classifier =
-        crate::classify::Classifier::new(&settings.provider).map_err(Error::Internal)?;
-    let engine = crate::engine::Engine::new(crate::engine::EngineConfig {
-        request,
-        classifier: Arc::new(classifier),
-        stream: settings.stream,
-        connect_timeout: settings.connect_timeout,
-        request_timeout: settings.request_timeout,
-        max_retries: settings.max_retries,
-        retry_base_delay: settings.retry_base_delay,
-        retry_max_delay: settings.retry_max_delay,
-        max_body_bytes: settings::MAX_BODY_BYTES,
-        ca_cert: settings.ca_cert.clone(),
-        verbose: settings.verbose,
-        proxy: crate::engine::ProxySettings::from_env(),
-        log: crate::engine::LogSink::stderr(),
-        on_prompt: {
-            let progress = observer.clone();
-            crate::engine::PromptHook::new(move |o| {
-                progress.prompt_done(match o {
-                    Outcome::Success => PromptOutcome::Ok,
-                    Outcome::RateLimited => PromptOutcome::RateLimited,
-                    Outcome::Transient | Outcome::Fatal => PromptOutcome::Failed,
-                })
-            })
-        },
-    })
-    .map_err(Error::Usage)?;
+    let mut config = settings.engine_config()?;
+    let progress = observer.clone();
+    config.on_prompt = crate::engine::PromptHook::new(move |o| {
+        progress.prompt_done(match o {
+            Outcome::Success => PromptOutcome::Ok,
+            Outcome::RateLimited => PromptOutcome::RateLimited,
+            Outcome::Transient | Outcome::Fatal => PromptOutcome::Failed,
+        })
+    });
+    let engine = crate::engine::Engine::new(config).map_err(Error::Usage)?;
     let outcome = crate::probe::run(&settings, &engine, &cancel, &observer).await;
     observer.finish();
     if let Some(s) = sim {

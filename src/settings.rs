@@ -428,6 +428,30 @@ impl ProbeSettings {
         Ok(())
     }
 
+    /// The engine configuration of this probe: the rendered request, the provider's
+    /// classifier, timeouts and retries; proxy from the environment, verbose lines to
+    /// stderr, no per-prompt hook (the caller adds one for a progress display).
+    pub fn engine_config(&self) -> Result<crate::engine::EngineConfig, Error> {
+        let classifier =
+            crate::classify::Classifier::new(&self.provider).map_err(Error::Internal)?;
+        Ok(crate::engine::EngineConfig {
+            request: self.render_request()?,
+            classifier: std::sync::Arc::new(classifier),
+            stream: self.stream,
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            max_retries: self.max_retries,
+            retry_base_delay: self.retry_base_delay,
+            retry_max_delay: self.retry_max_delay,
+            max_body_bytes: MAX_BODY_BYTES,
+            ca_cert: self.ca_cert.clone(),
+            verbose: self.verbose,
+            proxy: crate::engine::ProxySettings::from_env(),
+            log: crate::engine::LogSink::stderr(),
+            on_prompt: Default::default(),
+        })
+    }
+
     /// The request every prompt sends.
     pub fn render_request(&self) -> Result<RenderedRequest, Error> {
         template::render_request(&self.provider, &self.vars(&self.base_url)).map_err(|e| {
