@@ -384,7 +384,14 @@ pub async fn run(
         provider: settings.provider.name.clone(),
         endpoint: engine_endpoint(engine),
         recommended_workers: recommended,
-        max_tested: runs.iter().map(|r| r.workers).max().unwrap_or(0),
+        // A step counts as tested when it ran to its verdict (passed or rate limited),
+        // not when a fatal answer or Ctrl-C cut it short.
+        max_tested: runs
+            .iter()
+            .filter(|r| r.status == "passed" || r.status == "rate_limited")
+            .map(|r| r.workers)
+            .max()
+            .unwrap_or(0),
         outcome: outcome.into(),
         error: error.as_ref().map(|e| e.to_string()),
         cap_reached,

@@ -127,6 +127,8 @@ fn fatal_answers_never_show_the_key() {
         assert_eq!(sim.stats().requests, 1, "{what}");
         let result = read_result(&dir.path().join("result.json"));
         assert_eq!(result["outcome"], "fatal", "{what}");
+        // The step that a fatal first answer cut short was not a test of 3 workers.
+        assert_eq!(result["max_tested"], 0, "{what}");
         assert_no_key(what, &out, dir.path());
     }
 }
