@@ -286,11 +286,7 @@ pub fn plan(settings: &ProbeSettings, show_request: bool) -> Result<String, Erro
         list(&worst),
         worst.len()
     );
-    let caps = SpendCap {
-        max_prompts: settings.caps.max_prompts,
-        max_output_tokens: settings.caps.max_output_tokens,
-        max_cost_usd: settings.caps.max_cost_usd,
-    };
+    let caps = settings.caps;
     let priced = settings.provider.pricing.is_some();
     let _ = writeln!(
         out,

@@ -158,6 +158,17 @@ fn highest_passed(history: &[StepOutcome], below: u32) -> Option<u32> {
         .max()
 }
 
+/// The highest count proven so far: the highest that passed below the lowest count that
+/// failed (any that passed, when none failed). What a probe stopped early recommends.
+pub fn proven(history: &[StepOutcome]) -> Option<u32> {
+    let lowest_failed = history
+        .iter()
+        .filter(|s| !s.passed)
+        .map(|s| s.workers)
+        .min();
+    highest_passed(history, lowest_failed.unwrap_or(u32::MAX))
+}
+
 /// Prompts a step of `workers` sends: max(workers × prompts_per_worker, min_prompts).
 pub fn prompts_for(config: &PlannerConfig, workers: u32) -> u32 {
     workers

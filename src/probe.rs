@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::provider::Outcome;
 use crate::engine::{Engine, StepResult, StepSpec};
-use crate::planner::{self, Decision, Spend, SpendCap, StepOutcome, Verdict};
+use crate::planner::{self, Decision, Spend, StepOutcome, Verdict};
 use crate::progress::Progress;
 use crate::report::{self, ProbeResult, ResultSettings, RunRecord, Totals};
 use crate::settings::ProbeSettings;
@@ -24,20 +24,6 @@ pub struct ProbeOutcome {
 /// RFC 3339 UTC time with milliseconds.
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// The highest count that passed with no rate-limited step at or below it.
-fn proven(history: &[StepOutcome]) -> Option<u32> {
-    let lowest_fail = history
-        .iter()
-        .filter(|s| !s.passed)
-        .map(|s| s.workers)
-        .min();
-    history
-        .iter()
-        .filter(|s| s.passed && lowest_fail.is_none_or(|f| s.workers < f))
-        .map(|s| s.workers)
-        .max()
 }
 
 /// Estimated cost in US dollars of these tokens, when the provider has prices.
@@ -209,11 +195,7 @@ pub async fn run(
     let mut readings = Vec::new();
     let mut limited_steps = Vec::new();
     let mut load_sum = (0.0f64, 0u64, 0u64, 0u64); // latency s, input, output, answered
-    let caps = SpendCap {
-        max_prompts: settings.caps.max_prompts,
-        max_output_tokens: settings.caps.max_output_tokens,
-        max_cost_usd: settings.caps.max_cost_usd,
-    };
+    let caps = settings.caps;
     let mut error: Option<Error> = None;
     let mut outcome = "found";
     let mut interrupted = false;
@@ -373,7 +355,7 @@ pub async fn run(
             None
         }
         None => match outcome {
-            "spend_cap" | "cooldown_too_long" | "interrupted" => proven(&history),
+            "spend_cap" | "cooldown_too_long" | "interrupted" => planner::proven(&history),
             _ => None,
         },
     };
@@ -460,7 +442,7 @@ fn limits_insight_entry(
 }
 
 fn proven_note(history: &[StepOutcome]) -> String {
-    match proven(history) {
+    match planner::proven(history) {
         Some(w) => format!("; proven so far: {w} workers"),
         None => "; nothing proven yet".into(),
     }

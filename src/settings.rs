@@ -13,7 +13,7 @@ use crate::config::provider::Provider;
 use crate::config::registry::{Registry, Source};
 use crate::config::scenario::{Scenario, SimulatorSettings, DEFAULT_PROMPT};
 use crate::config::{self, ConfigError};
-use crate::planner::PlannerConfig;
+use crate::planner::{PlannerConfig, SpendCap};
 use crate::template::{self, RenderedRequest, Vars};
 use crate::Error;
 
@@ -34,14 +34,6 @@ pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(8);
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 /// Prompt files above this are refused (a prompt is sent with every request).
 pub const MAX_PROMPT_BYTES: u64 = 1 << 20;
-
-/// Limits on what a probe may spend. A step that could break one is not started.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct SpendCaps {
-    pub max_prompts: Option<u64>,
-    pub max_output_tokens: Option<u64>,
-    pub max_cost_usd: Option<f64>,
-}
 
 /// Everything one probe needs, checked.
 #[derive(Debug, Clone)]
@@ -74,7 +66,8 @@ pub struct ProbeSettings {
     pub ca_cert: Option<PathBuf>,
     pub step_duration: Option<Duration>,
     pub refine: bool,
-    pub caps: SpendCaps,
+    /// Limits on what the probe may spend; a step that could break one is not started.
+    pub caps: SpendCap,
     /// The key, if the provider uses one and it was found.
     pub api_key: Option<Secret>,
     /// `env.NAME` values the templates read.
@@ -360,7 +353,7 @@ pub fn resolve_with(
         ca_cert: args.ca_cert.clone(),
         step_duration: args.step_duration,
         refine: args.refine,
-        caps: SpendCaps {
+        caps: SpendCap {
             max_prompts: args.max_prompts,
             max_output_tokens: args.max_output_tokens,
             max_cost_usd: args.max_cost,
