@@ -15,22 +15,13 @@ fn refine_on_a_cap_of_45_recommends_45_where_the_ramp_alone_says_40() {
     let sim = Sim::start(concurrency_cap(45));
     let dir = tempfile::tempdir().unwrap();
     let base = sim.openai_base_url();
-    let out = run_in(
+    let out = probe_at(
         dir.path(),
-        &[
-            "--model",
-            "gpt-4o",
-            "--provider",
-            "openai",
-            "--base-url",
-            &base,
-            "--refine",
-            "--output-file",
-            "r.json",
-            "--min-output-tokens",
-            "50",
-        ],
-        &[("OPENAI_API_KEY", "sk-test-refine")],
+        "openai",
+        "gpt-4o",
+        &base,
+        ("OPENAI_API_KEY", "sk-test-refine"),
+        &["--refine"],
     );
     assert_eq!(stdout(&out), "45\n", "stderr:\n{}", stderr(&out));
     let r = read_result(&dir.path().join("r.json"));
@@ -59,23 +50,13 @@ fn a_spend_cap_smaller_than_the_ramp_stops_before_the_step_that_would_break_it()
     let sim = Sim::start(concurrency_cap(24));
     let dir = tempfile::tempdir().unwrap();
     let base = sim.openai_base_url();
-    let out = run_in(
+    let out = probe_at(
         dir.path(),
-        &[
-            "--model",
-            "gpt-4o",
-            "--provider",
-            "openai",
-            "--base-url",
-            &base,
-            "--max-prompts",
-            "100",
-            "--output-file",
-            "r.json",
-            "--min-output-tokens",
-            "50",
-        ],
-        &[("OPENAI_API_KEY", "sk-test-cap")],
+        "openai",
+        "gpt-4o",
+        &base,
+        ("OPENAI_API_KEY", "sk-test-cap"),
+        &["--max-prompts", "100"],
     );
     // 6 + 12 + 24 + 36 = 78 prompts; the 27-worker step (54 prompts) would make 132.
     assert_eq!(out.status.code(), Some(6), "stderr:\n{}", stderr(&out));
@@ -259,27 +240,20 @@ fn spend_caps_hold_under_step_duration() {
     let sim = Sim::start(concurrency_cap(24));
     let dir = tempfile::tempdir().unwrap();
     let base = sim.openai_base_url();
-    let out = run_in(
+    let out = probe_at(
         dir.path(),
+        "openai",
+        "gpt-4o",
+        &base,
+        ("OPENAI_API_KEY", "sk-test-cap-duration"),
         &[
-            "--model",
-            "gpt-4o",
-            "--provider",
-            "openai",
-            "--base-url",
-            &base,
             "--max-workers",
             "12",
             "--step-duration",
             "3s",
             "--max-prompts",
             "60",
-            "--output-file",
-            "r.json",
-            "--min-output-tokens",
-            "50",
         ],
-        &[("OPENAI_API_KEY", "sk-test-cap-duration")],
     );
     let r = read_result(&dir.path().join("r.json"));
     let sent = r["totals"]["prompts"].as_u64().unwrap();

@@ -16,25 +16,17 @@ fn openai_flavor_cap_24_recommends_21() {
     let sim = Sim::start(concurrency_cap(24));
     let dir = tempfile::tempdir().unwrap();
     let base = sim.openai_base_url();
-    let out = run_in(
+    let out = probe_at(
         dir.path(),
-        &[
-            "--model",
-            "gpt-4o",
-            "--provider",
-            "openai",
-            "--base-url",
-            &base,
-            "--output-file",
-            "result.json",
-            "--min-output-tokens",
-            "50",
-        ],
-        &[("OPENAI_API_KEY", "sk-test-e2e")],
+        "openai",
+        "gpt-4o",
+        &base,
+        ("OPENAI_API_KEY", "sk-test-e2e"),
+        &[],
     );
     assert_eq!(stdout(&out), "21\n", "stderr:\n{}", stderr(&out));
     assert_eq!(out.status.code(), Some(0));
-    let result = read_result(&dir.path().join("result.json"));
+    let result = read_result(&dir.path().join("r.json"));
     assert_eq!(
         steps_of(&result),
         step_list(&[
@@ -79,21 +71,13 @@ fn anthropic_flavor_cap_24_recommends_21() {
     let sim = Sim::start(concurrency_cap(24));
     let dir = tempfile::tempdir().unwrap();
     let base = sim.anthropic_base_url();
-    let out = run_in(
+    let out = probe_at(
         dir.path(),
-        &[
-            "--model",
-            "claude-sonnet-4",
-            "--provider",
-            "anthropic",
-            "--base-url",
-            &base,
-            "--output-file",
-            "r.json",
-            "--min-output-tokens",
-            "50",
-        ],
-        &[("ANTHROPIC_API_KEY", "sk-ant-test-e2e")],
+        "anthropic",
+        "claude-sonnet-4",
+        &base,
+        ("ANTHROPIC_API_KEY", "sk-ant-test-e2e"),
+        &[],
     );
     assert_eq!(stdout(&out), "21\n", "stderr:\n{}", stderr(&out));
     let result = read_result(&dir.path().join("r.json"));
@@ -122,23 +106,13 @@ fn nginx_limit_conn_10_recommends_9() {
     let nginx = Nginx::start(sim.port(), NginxMode::LimitConn(10));
     let dir = tempfile::tempdir().unwrap();
     let base = format!("http://127.0.0.1:{}/v1", nginx.port);
-    let out = run_in(
+    let out = probe_at(
         dir.path(),
-        &[
-            "--model",
-            "gpt-4o",
-            "--provider",
-            "openai",
-            "--base-url",
-            &base,
-            "--output-file",
-            "r.json",
-            "--cooldown",
-            "1s",
-            "--min-output-tokens",
-            "50",
-        ],
-        &[("OPENAI_API_KEY", "sk-test-nginx")],
+        "openai",
+        "gpt-4o",
+        &base,
+        ("OPENAI_API_KEY", "sk-test-nginx"),
+        &["--cooldown", "1s"],
     );
     // Planner rules for a true limit of 10: 3, 6 pass; 12 fails; floor(12 × 0.8) = 9 > 6 → 9 passes.
     assert_eq!(stdout(&out), "9\n", "stderr:\n{}", stderr(&out));

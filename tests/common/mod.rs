@@ -105,6 +105,33 @@ pub fn command_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// Runs a probe of `model` through `provider` at `base` with `key` (variable, value) set,
+/// writing `r.json` and accepting 50-token answers, plus `extra` flags.
+pub fn probe_at(
+    dir: &Path,
+    provider: &str,
+    model: &str,
+    base: &str,
+    key: (&str, &str),
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
+        "--model",
+        model,
+        "--provider",
+        provider,
+        "--base-url",
+        base,
+        "--output-file",
+        "r.json",
+        "--min-output-tokens",
+        "50",
+    ];
+    args.extend_from_slice(extra);
+    let env: Vec<(&str, &str)> = if key.0.is_empty() { vec![] } else { vec![key] };
+    run_in(dir, &args, &env)
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
