@@ -29,6 +29,7 @@
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -37,7 +38,7 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use crate::config::provider::{BucketKind, HeaderMatch, JsonMatch, Outcome, Provider, TimeFormat};
-use crate::jsonpath::JsonPath;
+use crate::jsonpath::{JsonPath, PathSet};
 
 mod hints;
 mod sse;
@@ -123,6 +124,11 @@ pub struct Classifier {
     stream_done: Option<String>,
     /// Every header named by the buckets and retry hints, in file order, no repeats.
     listed_headers: Vec<HeaderName>,
+    /// Every path read in a plain body (rules, usage, hints): a body is parsed only as
+    /// far as they reach.
+    body_paths: PathSet,
+    /// Every path read in an event of a stream (rules' `sse`, stream usage).
+    event_paths: Arc<PathSet>,
 }
 
 impl Classifier {
@@ -199,21 +205,41 @@ impl Classifier {
                 listed_headers.push(name.clone());
             }
         }
+        let usage = UsageFinder::new(
+            &provider.response.usage.input_tokens,
+            &provider.response.usage.output_tokens,
+        )?;
+        let stream_usage = UsageFinder::new(
+            &provider.response.stream_usage.input_tokens,
+            &provider.response.stream_usage.output_tokens,
+        )?;
+        let body_paths = PathSet::new(
+            rules
+                .iter()
+                .flat_map(|r| r.json.iter().map(|m| &m.path))
+                .chain(usage.paths())
+                .chain(hints.iter().filter_map(|h| match &h.from {
+                    HintFrom::Json(path) => Some(path),
+                    _ => None,
+                })),
+        );
+        let event_paths = Arc::new(PathSet::new(
+            rules
+                .iter()
+                .filter_map(|r| r.sse.as_ref()?.json.as_ref().map(|m| &m.path))
+                .chain(stream_usage.paths()),
+        ));
         Ok(Classifier {
             provider: provider.name.clone(),
             rules,
             hints,
             buckets,
-            usage: UsageFinder::new(
-                &provider.response.usage.input_tokens,
-                &provider.response.usage.output_tokens,
-            )?,
-            stream_usage: UsageFinder::new(
-                &provider.response.stream_usage.input_tokens,
-                &provider.response.stream_usage.output_tokens,
-            )?,
+            usage,
+            stream_usage,
             stream_done: provider.response.stream_done.clone(),
             listed_headers,
+            body_paths,
+            event_paths,
         })
     }
 
@@ -230,25 +256,34 @@ impl Classifier {
             .is_some_and(|done| event.data.trim() == done)
     }
 
+    /// The events of a `text/event-stream` body, each event's JSON parsed as far as
+    /// this provider's rules and stream usage read it.
+    pub fn parse_sse(&self, body: &[u8]) -> Vec<SseEvent> {
+        let mut parser = SseParser::keeping(Arc::clone(&self.event_paths));
+        let mut events = parser.feed(body);
+        events.extend(parser.finish());
+        events
+    }
+
     /// The outcome of one response.
     pub fn classify(&self, resp: &ResponseData) -> Classified {
-        self.classify_body(&Body::new(resp))
+        self.classify_body(&self.body(resp))
     }
 
     /// The retry hint of a response: the first valid `retry_hints` source, else the
     /// latest reset of an exhausted bucket (remaining 0). Never negative.
     pub fn retry_hint(&self, resp: &ResponseData) -> Option<Duration> {
-        self.retry_hint_body(&Body::new(resp))
+        self.retry_hint_body(&self.body(resp))
     }
 
     /// Token usage (plain body or SSE events).
     pub fn usage(&self, resp: &ResponseData) -> Usage {
-        self.usage_body(&Body::new(resp))
+        self.usage_body(&self.body(resp))
     }
 
     /// Outcome, usage and retry hint together, parsing the body at most once.
     pub fn inspect(&self, resp: &ResponseData) -> Inspection {
-        let body = Body::new(resp);
+        let body = self.body(resp);
         Inspection {
             classified: self.classify_body(&body),
             usage: self.usage_body(&body),
@@ -279,6 +314,14 @@ impl Classifier {
             }
         }
         out
+    }
+
+    fn body<'a>(&'a self, resp: &'a ResponseData) -> Body<'a> {
+        Body {
+            resp,
+            paths: &self.body_paths,
+            json: OnceCell::new(),
+        }
     }
 
     fn classify_body(&self, body: &Body) -> Classified {
@@ -498,23 +541,18 @@ fn clocks(resp: &ResponseData) -> (Option<SystemTime>, SystemTime) {
     (date, resp.received_at.unwrap_or_else(SystemTime::now))
 }
 
-/// The response body, parsed as JSON on first need and at most once.
+/// The response body, parsed as JSON on first need, at most once, and only as far as
+/// the classifier's paths reach.
 struct Body<'a> {
     resp: &'a ResponseData,
+    paths: &'a PathSet,
     json: OnceCell<Option<Value>>,
 }
 
-impl<'a> Body<'a> {
-    fn new(resp: &'a ResponseData) -> Self {
-        Body {
-            resp,
-            json: OnceCell::new(),
-        }
-    }
-
+impl Body<'_> {
     fn json(&self) -> Option<&Value> {
         self.json
-            .get_or_init(|| parse_json_body(&self.resp.body))
+            .get_or_init(|| parse_json_body(&self.resp.body, self.paths))
             .as_ref()
     }
 }
@@ -522,13 +560,13 @@ impl<'a> Body<'a> {
 /// A body as JSON when it is a JSON object or array (leading whitespace and a BOM are
 /// tolerated: DeepSeek pads with blank lines). Anything else, HTML included, is `None`
 /// without running the JSON parser.
-fn parse_json_body(bytes: &[u8]) -> Option<Value> {
+fn parse_json_body(bytes: &[u8], paths: &PathSet) -> Option<Value> {
     let bytes = bytes
         .strip_prefix(b"\xEF\xBB\xBF".as_slice())
         .unwrap_or(bytes);
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
     match bytes[start] {
-        b'{' | b'[' => serde_json::from_slice(&bytes[start..]).ok(),
+        b'{' | b'[' => paths.parse(&bytes[start..]).ok(),
         _ => None,
     }
 }
@@ -763,6 +801,10 @@ struct UsageFinder {
 }
 
 impl UsageFinder {
+    fn paths(&self) -> impl Iterator<Item = &JsonPath> {
+        self.input.iter().chain(&self.output)
+    }
+
     fn new(input: &[String], output: &[String]) -> Result<UsageFinder, String> {
         let parse = |paths: &[String]| {
             paths

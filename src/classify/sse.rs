@@ -8,7 +8,10 @@
 //! [`SseParser`] takes the body in chunks as they arrive (a chunk may split a line, or a
 //! CRLF); [`parse_sse`] parses a whole body at once.
 
+use std::sync::Arc;
+
 use super::SseEvent;
+use crate::jsonpath::PathSet;
 
 /// Parses a whole `text/event-stream` body.
 pub fn parse_sse(bytes: &[u8]) -> Vec<SseEvent> {
@@ -31,6 +34,8 @@ pub struct SseParser {
     at_start: bool,
     event: Option<String>,
     data: Option<String>,
+    /// What of each event's JSON to keep; `None`: all of it.
+    paths: Option<Arc<PathSet>>,
 }
 
 impl SseParser {
@@ -38,6 +43,15 @@ impl SseParser {
         SseParser {
             at_start: true,
             ..SseParser::default()
+        }
+    }
+
+    /// A parser that keeps of each event's JSON only what `paths` reach (see
+    /// [`PathSet::parse`]).
+    pub fn keeping(paths: Arc<PathSet>) -> SseParser {
+        SseParser {
+            paths: Some(paths),
+            ..SseParser::new()
         }
     }
 
@@ -130,16 +144,20 @@ impl SseParser {
             return;
         }
         let data = data.unwrap_or_default();
-        let json = parse_json_data(&data);
+        let json = parse_json_data(&data, self.paths.as_deref());
         events.push(SseEvent { event, data, json });
     }
 }
 
 /// The `data:` payload as JSON when it is a JSON object or array (a `[DONE]` marker or
 /// a bare word is not).
-fn parse_json_data(data: &str) -> Option<serde_json::Value> {
+fn parse_json_data(data: &str, paths: Option<&PathSet>) -> Option<serde_json::Value> {
     match data.trim_start().as_bytes().first() {
-        Some(b'{') | Some(b'[') => serde_json::from_str(data).ok(),
+        Some(b'{') | Some(b'[') => match paths {
+            Some(paths) if paths.is_empty() => None,
+            Some(paths) => paths.parse(data.as_bytes()).ok(),
+            None => serde_json::from_str(data).ok(),
+        },
         _ => None,
     }
 }
@@ -153,7 +171,7 @@ mod tests {
         SseEvent {
             event: event.map(str::to_string),
             data: data.to_string(),
-            json: parse_json_data(data),
+            json: parse_json_data(data, None),
         }
     }
 

@@ -522,7 +522,7 @@ async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
     }
     let body = buf.finish();
     let events = if streamed {
-        crate::classify::parse_sse(&body)
+        cfg.classifier.parse_sse(&body)
     } else {
         Vec::new()
     };
