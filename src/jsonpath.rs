@@ -83,28 +83,45 @@ impl JsonPath {
         Ok(JsonPath { segments })
     }
 
-    /// Every value the path reaches (several where `[*]` fans out).
+    /// Every value the path reaches (several where `[*]` fans out), in document order.
     pub fn find<'a>(&self, root: &'a Value) -> Vec<&'a Value> {
-        let mut current = vec![root];
-        for seg in &self.segments {
-            let mut next = Vec::new();
-            for v in current {
-                match (seg, v) {
-                    (Segment::Key(k), Value::Object(map)) => next.extend(map.get(k)),
-                    (Segment::Index(i), Value::Array(items)) => next.extend(items.get(*i)),
-                    (Segment::Any, Value::Array(items)) => next.extend(items.iter()),
-                    (Segment::Any, Value::Object(map)) => next.extend(map.values()),
-                    _ => {}
-                }
+        let mut out = Vec::new();
+        self.find_map(root, |v| {
+            out.push(v);
+            None::<()>
+        });
+        out
+    }
+
+    /// The first `Some` that `f` returns for the values the path reaches, in document
+    /// order, without collecting them (this runs on every response).
+    pub fn find_map<'a, T>(
+        &self,
+        root: &'a Value,
+        mut f: impl FnMut(&'a Value) -> Option<T>,
+    ) -> Option<T> {
+        fn walk<'a, T>(
+            segments: &[Segment],
+            v: &'a Value,
+            f: &mut dyn FnMut(&'a Value) -> Option<T>,
+        ) -> Option<T> {
+            let Some((seg, rest)) = segments.split_first() else {
+                return f(v);
+            };
+            match (seg, v) {
+                (Segment::Key(k), Value::Object(map)) => walk(rest, map.get(k)?, f),
+                (Segment::Index(i), Value::Array(items)) => walk(rest, items.get(*i)?, f),
+                (Segment::Any, Value::Array(items)) => items.iter().find_map(|c| walk(rest, c, f)),
+                (Segment::Any, Value::Object(map)) => map.values().find_map(|c| walk(rest, c, f)),
+                _ => None,
             }
-            current = next;
         }
-        current
+        walk(&self.segments, root, &mut f)
     }
 
     /// The first non-null value the path reaches.
     pub fn first<'a>(&self, root: &'a Value) -> Option<&'a Value> {
-        self.find(root).into_iter().find(|v| !v.is_null())
+        self.find_map(root, |v| (!v.is_null()).then_some(v))
     }
 }
 
@@ -190,9 +207,12 @@ impl PathSet {
             return serde_json::from_slice(bytes);
         }
         // A skipped string is not checked for UTF-8 by the parser; checking the whole
-        // document keeps "is this JSON" the same as for a full parse.
-        if let Err(e) = std::str::from_utf8(bytes) {
-            return Err(serde::de::Error::custom(format!("invalid UTF-8: {e}")));
+        // document keeps "is this JSON" the same as for a full parse (ASCII first: it
+        // is the common case and much cheaper to check).
+        if !bytes.is_ascii() {
+            if let Err(e) = std::str::from_utf8(bytes) {
+                return Err(serde::de::Error::custom(format!("invalid UTF-8: {e}")));
+            }
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let value = Pruned(&self.root).deserialize(&mut de)?;

@@ -281,14 +281,29 @@ impl Classifier {
         self.usage_body(&self.body(resp))
     }
 
-    /// Outcome, usage and retry hint together, parsing the body at most once.
+    /// Outcome, usage and retry hint together, parsing the body at most once. The
+    /// retry hint is looked for only in a response that is not a success (the reset
+    /// time a successful answer reports is not an instruction to wait).
     pub fn inspect(&self, resp: &ResponseData) -> Inspection {
         let body = self.body(resp);
+        let classified = self.classify_body(&body);
+        let retry_hint = if classified.outcome == Outcome::Success {
+            None
+        } else {
+            self.retry_hint_body(&body)
+        };
         Inspection {
-            classified: self.classify_body(&body),
+            classified,
             usage: self.usage_body(&body),
-            retry_hint: self.retry_hint_body(&body),
+            retry_hint,
         }
+    }
+
+    /// Whether the response carries any header that the provider's buckets or retry
+    /// hints name. Compares the response's names with the listed ones instead of
+    /// looking each listed name up (no hashing; this runs on every response).
+    pub fn has_rate_limit_headers(&self, headers: &HeaderMap) -> bool {
+        headers.keys().any(|k| self.listed_headers.contains(k))
     }
 
     /// The provider's rate-limit buckets as this response reports them (buckets with
@@ -393,9 +408,9 @@ impl Classifier {
                     .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
                     .find_map(|v| parse_time_value(v, hint.format, date, now)),
                 HintFrom::Json(path) => body.json().and_then(|root| {
-                    path.find(root)
-                        .into_iter()
-                        .find_map(|v| parse_time_value(&value_text(v), hint.format, date, now))
+                    path.find_map(root, |v| {
+                        parse_time_value(&value_text(v), hint.format, date, now)
+                    })
                 }),
                 HintFrom::BodyRegex(re) => re
                     .captures(&resp.body)
@@ -741,12 +756,19 @@ impl CompiledJson {
 
     /// Where `[*]` reaches several values, any may fit. Null counts as absent.
     fn matches(&self, root: &Value) -> bool {
-        let mut found = self.path.find(root).into_iter().filter(|v| !v.is_null());
+        let fits = |v: &Value| match &self.test {
+            JsonTest::Exists(_) => true,
+            JsonTest::Equals(want) => json_eq(v, want),
+            JsonTest::OneOf(wants) => wants.iter().any(|w| json_eq(v, w)),
+            JsonTest::Regex(re) => re.is_match(&value_text(v)),
+        };
+        let found = self
+            .path
+            .find_map(root, |v| (!v.is_null() && fits(v)).then_some(()))
+            .is_some();
         match &self.test {
-            JsonTest::Exists(exists) => found.next().is_some() == *exists,
-            JsonTest::Equals(want) => found.any(|v| json_eq(v, want)),
-            JsonTest::OneOf(wants) => found.any(|v| wants.iter().any(|w| json_eq(v, w))),
-            JsonTest::Regex(re) => found.any(|v| re.is_match(&value_text(v))),
+            JsonTest::Exists(exists) => found == *exists,
+            _ => found,
         }
     }
 }
@@ -821,9 +843,7 @@ impl UsageFinder {
 
 /// The first path (in order) that holds a token count.
 fn first_count(paths: &[JsonPath], root: &Value) -> Option<u64> {
-    paths
-        .iter()
-        .find_map(|p| p.find(root).into_iter().find_map(count))
+    paths.iter().find_map(|p| p.find_map(root, count))
 }
 
 /// A non-negative integer, also when written as an integral float (`12.0`).
@@ -1234,6 +1254,9 @@ rate_limits:
         let mut r = resp(200, &[], body);
         r.events = parse_sse(body);
         assert_eq!(c.usage(&r), u(Some(5), Some(9)));
+        // The classifier's own event parse keeps what the stream usage reads.
+        r.events = c.parse_sse(body);
+        assert_eq!(c.usage(&r), u(Some(5), Some(9)));
         // `inspect` agrees with the separate calls.
         assert_eq!(
             c.inspect(&r),
@@ -1243,6 +1266,24 @@ rate_limits:
                 retry_hint: c.retry_hint(&r)
             }
         );
+    }
+
+    #[test]
+    fn only_a_refusal_has_a_retry_hint() {
+        let c = classifier();
+        let headers: &[(&str, &[u8])] = &[("x-remaining", b"0"), ("x-reset", b"30")];
+        let refused = resp(429, headers, b"Too many requests");
+        assert_eq!(c.inspect(&refused).classified.outcome, Outcome::RateLimited);
+        assert_eq!(
+            c.inspect(&refused).retry_hint,
+            Some(Duration::from_secs(30))
+        );
+        let answered = resp(200, headers, br#"{"usage":{"input":1,"output":2}}"#);
+        assert_eq!(c.inspect(&answered).classified.outcome, Outcome::Success);
+        assert_eq!(c.inspect(&answered).retry_hint, None);
+        assert_eq!(c.retry_hint(&answered), Some(Duration::from_secs(30)));
+        assert!(c.has_rate_limit_headers(&answered.headers));
+        assert!(!c.has_rate_limit_headers(&resp(200, &[("x-other", b"0")], b"").headers));
     }
 
     #[test]

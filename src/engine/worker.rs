@@ -1,7 +1,6 @@
 //! One step: W worker tasks, each with its own connection, pulling prompt indices from a
 //! shared counter; one attempt = connect if needed, send, read the whole body, classify.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -49,10 +48,12 @@ struct Step {
 struct WorkerOut {
     records: Vec<(u64, PromptRecord)>,
     retry_hint: Option<Duration>,
-    /// The last rate-limit headers and buckets this worker saw, and when.
-    readings: Option<(Instant, BTreeMap<String, String>, Vec<BucketReading>)>,
-    /// The buckets of this worker's last rate-limited response, and when.
-    limited: Option<(Instant, Vec<BucketReading>)>,
+    /// This worker's last response that carried rate-limit headers, and when. Only its
+    /// status, headers and arrival are kept; they are read into headers and buckets once,
+    /// at the end of the step, not on every response.
+    readings: Option<(Instant, ResponseData)>,
+    /// This worker's last rate-limited response that carried them, and when.
+    limited: Option<(Instant, ResponseData)>,
 }
 
 pub(super) async fn run_step(
@@ -96,8 +97,8 @@ pub(super) async fn run_step(
     let total = outs.iter().map(|o| o.records.len()).sum();
     let mut records: Vec<(u64, PromptRecord)> = Vec::with_capacity(total);
     let mut retry_hint = None;
-    let mut readings: Option<(Instant, BTreeMap<String, String>, Vec<BucketReading>)> = None;
-    let mut limited: Option<(Instant, Vec<BucketReading>)> = None;
+    let mut readings: Option<(Instant, ResponseData)> = None;
+    let mut limited: Option<(Instant, ResponseData)> = None;
     for out in outs {
         records.extend(out.records);
         retry_hint = retry_hint.max(out.retry_hint);
@@ -113,7 +114,13 @@ pub(super) async fn run_step(
         }
     }
     records.sort_unstable_by_key(|(i, _)| *i);
-    let (rate_limit_headers, buckets) = readings.map(|(_, h, b)| (h, b)).unwrap_or_default();
+    let classifier = &engine.config().classifier;
+    let (rate_limit_headers, buckets) = readings
+        .map(|(_, r)| (classifier.rate_limit_headers(&r), classifier.buckets(&r)))
+        .unwrap_or_default();
+    let rate_limited_buckets: Vec<BucketReading> = limited
+        .map(|(_, r)| classifier.buckets(&r))
+        .unwrap_or_default();
     StepResult {
         spec,
         started_at,
@@ -124,7 +131,7 @@ pub(super) async fn run_step(
         retry_hint,
         rate_limit_headers,
         buckets,
-        rate_limited_buckets: limited.map(|(_, b)| b).unwrap_or_default(),
+        rate_limited_buckets,
         max_in_flight: step.max_in_flight.load(Ordering::Relaxed),
     }
 }
@@ -223,7 +230,7 @@ async fn run_prompt(
         if step.stop.is_cancelled() {
             return;
         }
-        let attempt = {
+        let mut attempt = {
             let _in_flight = InFlight::new(&step.in_flight, &step.max_in_flight);
             tokio::select! {
                 biased;
@@ -240,21 +247,25 @@ async fn run_prompt(
         let inspection = classifier.inspect(resp);
         let c = inspection.classified;
         let hint = inspection.retry_hint;
-        // A hint is an instruction only on a refusal; the reset time a successful answer
-        // reports is not a reason to wait.
-        if hint.is_some() && c.outcome != Outcome::Success {
-            out.retry_hint = out.retry_hint.max(hint);
-        }
-        if resp.status.is_some() {
-            let headers = classifier.rate_limit_headers(resp);
-            if !headers.is_empty() {
-                let buckets = classifier.buckets(resp);
-                if c.outcome == Outcome::RateLimited {
-                    out.limited = Some((Instant::now(), buckets.clone()));
-                }
-                out.readings = Some((Instant::now(), headers, buckets));
+        // Only a refusal has a hint (see `inspect`).
+        out.retry_hint = out.retry_hint.max(hint);
+        if resp.status.is_some() && classifier.has_rate_limit_headers(&resp.headers) {
+            // Nothing after this reads the headers: they are moved, not copied.
+            let seen = (
+                Instant::now(),
+                ResponseData {
+                    status: resp.status,
+                    received_at: resp.received_at,
+                    headers: std::mem::take(&mut attempt.resp.headers),
+                    ..ResponseData::default()
+                },
+            );
+            if c.outcome == Outcome::RateLimited {
+                out.limited = Some(seen.clone());
             }
+            out.readings = Some(seen);
         }
+        let resp = &attempt.resp;
         if canary && matches!(c.outcome, Outcome::Success | Outcome::RateLimited) {
             engine.set_verified();
             step.gate.cancel();
