@@ -100,22 +100,6 @@ impl JsonPath {
         root: &'a Value,
         mut f: impl FnMut(&'a Value) -> Option<T>,
     ) -> Option<T> {
-        fn walk<'a, T>(
-            segments: &[Segment],
-            v: &'a Value,
-            f: &mut dyn FnMut(&'a Value) -> Option<T>,
-        ) -> Option<T> {
-            let Some((seg, rest)) = segments.split_first() else {
-                return f(v);
-            };
-            match (seg, v) {
-                (Segment::Key(k), Value::Object(map)) => walk(rest, map.get(k)?, f),
-                (Segment::Index(i), Value::Array(items)) => walk(rest, items.get(*i)?, f),
-                (Segment::Any, Value::Array(items)) => items.iter().find_map(|c| walk(rest, c, f)),
-                (Segment::Any, Value::Object(map)) => map.values().find_map(|c| walk(rest, c, f)),
-                _ => None,
-            }
-        }
         walk(&self.segments, root, &mut f)
     }
 
@@ -125,36 +109,151 @@ impl JsonPath {
     }
 }
 
-/// Several paths as one tree, to parse a document once for all of them.
+/// The values `segments` reach from `v`, in document order, until `f` returns `Some`.
+fn walk<'a, T>(
+    segments: &[Segment],
+    v: &'a Value,
+    f: &mut dyn FnMut(&'a Value) -> Option<T>,
+) -> Option<T> {
+    let Some((seg, rest)) = segments.split_first() else {
+        return f(v);
+    };
+    match (seg, v) {
+        (Segment::Key(k), Value::Object(map)) => walk(rest, map.get(k)?, f),
+        (Segment::Index(i), Value::Array(items)) => walk(rest, items.get(*i)?, f),
+        (Segment::Any, Value::Array(items)) => items.iter().find_map(|c| walk(rest, c, f)),
+        (Segment::Any, Value::Object(map)) => map.values().find_map(|c| walk(rest, c, f)),
+        _ => None,
+    }
+}
+
+/// Several paths parsed together: a document is read once for all of them, and only the
+/// values they reach are built.
 ///
-/// [`PathSet::parse`] returns a *pruned* document: every path of the set finds in it
-/// exactly what it finds in the whole document ([`JsonPath::find`]); what no path can
-/// reach is checked for syntax but not built (object members are left out, array
-/// elements before a needed index stand as `null`, scalars off every path are `null`).
-/// A path that ends at a value keeps that value whole.
+/// [`PathSet::insert`] gives each path a [`SetPath`]; [`PathSet::parse`] returns a
+/// [`Parsed`] document in which [`Parsed::find_map`] finds, for each path of the set,
+/// exactly what [`JsonPath::find_map`] finds in the whole document, with one difference:
+/// where an object repeats a name, every occurrence is found (in document order), not
+/// only the last. What no path reaches is checked for syntax but not built.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PathSet {
+    paths: Vec<JsonPath>,
     root: Node,
+    /// Keep the whole document (a plain parse).
+    everything: bool,
+}
+
+/// A path of a [`PathSet`]: where to look in a [`Parsed`] document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetPath {
+    path: JsonPath,
+    id: usize,
+}
+
+/// A document as [`PathSet::parse`] read it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    /// The whole document ([`PathSet::everything`]).
+    Whole(Value),
+    /// The values each path reached, as (path id, value), in document order.
+    Found(Vec<(usize, Value)>),
+}
+
+impl Parsed {
+    /// The first `Some` that `f` returns for the values `path` reaches, in document order.
+    pub fn find_map<'a, T>(
+        &'a self,
+        path: &SetPath,
+        mut f: impl FnMut(&'a Value) -> Option<T>,
+    ) -> Option<T> {
+        match self {
+            Parsed::Whole(root) => path.path.find_map(root, f),
+            Parsed::Found(hits) => hits
+                .iter()
+                .filter(|(id, _)| *id == path.id)
+                .find_map(|(_, v)| f(v)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Node {
-    /// A path ends here: the value is kept whole.
-    whole: bool,
+    /// Paths that end here: the value is built whole.
+    ends: Vec<usize>,
+    /// Paths that go on below this node, as (path id, index of their next segment):
+    /// when a path also ends here, they are looked up in the value built for it.
+    below: Vec<(usize, usize)>,
     keys: Vec<(String, Node)>,
     indices: Vec<(usize, Node)>,
-    /// `[*]`: every element or member. Merged into `keys` and `indices` by
-    /// [`Node::settle`], so a parse never has to merge two children.
+    /// `[*]`: every element or member. Merged into `keys` and `indices` when the set is
+    /// built, so a parse never has to merge two children.
     any: Option<Box<Node>>,
 }
 
 impl PathSet {
-    /// The set of these paths.
-    pub fn new<'a>(paths: impl IntoIterator<Item = &'a JsonPath>) -> PathSet {
+    /// Adds a path (a path already in the set is not added twice).
+    pub fn insert(&mut self, path: &JsonPath) -> SetPath {
+        let id = match self.paths.iter().position(|p| p == path) {
+            Some(id) => id,
+            None => {
+                self.paths.push(path.clone());
+                self.root = Node::build(&self.paths);
+                self.paths.len() - 1
+            }
+        };
+        SetPath {
+            path: path.clone(),
+            id,
+        }
+    }
+
+    /// Keeps the whole document: a plain parse.
+    pub fn everything() -> PathSet {
+        PathSet {
+            everything: true,
+            ..PathSet::default()
+        }
+    }
+
+    /// No path at all: nothing would be read.
+    pub fn is_empty(&self) -> bool {
+        !self.everything && self.paths.is_empty()
+    }
+
+    /// Parses a whole JSON document (trailing whitespace only, valid UTF-8 throughout,
+    /// as `serde_json::from_slice` requires), keeping what the paths reach.
+    pub fn parse(&self, bytes: &[u8]) -> Result<Parsed, serde_json::Error> {
+        if self.everything {
+            return serde_json::from_slice(bytes).map(Parsed::Whole);
+        }
+        // A skipped string is not checked for UTF-8 by the parser; checking the whole
+        // document keeps "is this JSON" the same as for a full parse (ASCII first: it
+        // is the common case and much cheaper to check).
+        if !bytes.is_ascii() {
+            if let Err(e) = std::str::from_utf8(bytes) {
+                return Err(serde::de::Error::custom(format!("invalid UTF-8: {e}")));
+            }
+        }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let mut hits = Vec::new();
+        Collect {
+            node: &self.root,
+            paths: &self.paths,
+            hits: &mut hits,
+        }
+        .deserialize(&mut de)?;
+        de.end()?;
+        Ok(Parsed::Found(hits))
+    }
+}
+
+impl Node {
+    fn build(paths: &[JsonPath]) -> Node {
         let mut root = Node::default();
-        for path in paths {
+        for (id, path) in paths.iter().enumerate() {
             let mut node = &mut root;
-            for seg in &path.segments {
+            for (depth, seg) in path.segments.iter().enumerate() {
+                node.below.push((id, depth));
                 node = match seg {
                     Segment::Key(k) => {
                         let at = match node.keys.iter().position(|(name, _)| name == k) {
@@ -179,58 +278,15 @@ impl PathSet {
                     Segment::Any => node.any.get_or_insert_with(Box::default),
                 };
             }
-            node.whole = true;
+            node.ends.push(id);
         }
         root.settle();
-        PathSet { root }
+        root
     }
 
-    /// Keeps the whole document: a plain parse.
-    pub fn everything() -> PathSet {
-        PathSet {
-            root: Node {
-                whole: true,
-                ..Node::default()
-            },
-        }
-    }
-
-    /// No path at all.
-    pub fn is_empty(&self) -> bool {
-        *self == PathSet::default()
-    }
-
-    /// Parses a whole JSON document (trailing whitespace only, valid UTF-8 throughout,
-    /// as `serde_json::from_slice` requires), keeping what the paths reach.
-    pub fn parse(&self, bytes: &[u8]) -> Result<Value, serde_json::Error> {
-        if self.root.whole {
-            return serde_json::from_slice(bytes);
-        }
-        // A skipped string is not checked for UTF-8 by the parser; checking the whole
-        // document keeps "is this JSON" the same as for a full parse (ASCII first: it
-        // is the common case and much cheaper to check).
-        if !bytes.is_ascii() {
-            if let Err(e) = std::str::from_utf8(bytes) {
-                return Err(serde::de::Error::custom(format!("invalid UTF-8: {e}")));
-            }
-        }
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let value = Pruned(&self.root).deserialize(&mut de)?;
-        de.end()?;
-        Ok(value)
-    }
-}
-
-impl Node {
     /// Pushes every `[*]` subtree into the named siblings it also applies to,
-    /// recursively; a node kept whole needs no children.
+    /// recursively.
     fn settle(&mut self) {
-        if self.whole {
-            self.keys.clear();
-            self.indices.clear();
-            self.any = None;
-            return;
-        }
         let named = self
             .keys
             .iter_mut()
@@ -248,7 +304,16 @@ impl Node {
     }
 
     fn merge(&mut self, other: &Node) {
-        self.whole |= other.whole;
+        for id in &other.ends {
+            if !self.ends.contains(id) {
+                self.ends.push(*id);
+            }
+        }
+        for b in &other.below {
+            if !self.below.contains(b) {
+                self.below.push(*b);
+            }
+        }
         for (k, theirs) in &other.keys {
             match self.keys.iter_mut().find(|(name, _)| name == k) {
                 Some((_, mine)) => mine.merge(theirs),
@@ -283,106 +348,104 @@ impl Node {
             .map(|(_, n)| n)
             .or(self.any.as_deref())
     }
-
-    /// Past this index no element is needed (unless `[*]`).
-    fn last_index(&self) -> Option<usize> {
-        self.indices.iter().map(|(i, _)| *i).max()
-    }
 }
 
-/// Deserializes the value at one node of a [`PathSet`].
-struct Pruned<'n>(&'n Node);
+/// Reads the value at one node of a [`PathSet`], recording what the paths reach.
+struct Collect<'n, 'h> {
+    node: &'n Node,
+    paths: &'n [JsonPath],
+    hits: &'h mut Vec<(usize, Value)>,
+}
 
-impl<'de> DeserializeSeed<'de> for Pruned<'_> {
-    type Value = Value;
+impl<'de> DeserializeSeed<'de> for Collect<'_, '_> {
+    type Value = ();
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        if self.0.whole {
-            Value::deserialize(d)
-        } else {
-            d.deserialize_any(self)
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.node.ends.is_empty() {
+            return d.deserialize_any(self);
         }
+        // A path ends here: build the value; paths that go on below it find their
+        // values in it.
+        let value = Value::deserialize(d)?;
+        for &(id, depth) in &self.node.below {
+            walk(&self.paths[id].segments[depth..], &value, &mut |v| {
+                self.hits.push((id, v.clone()));
+                None::<()>
+            });
+        }
+        let (last, rest) = self.node.ends.split_last().expect("ends is not empty");
+        for &id in rest {
+            self.hits.push((id, value.clone()));
+        }
+        self.hits.push((*last, value));
+        Ok(())
     }
 }
 
-impl<'de> Visitor<'de> for Pruned<'_> {
-    type Value = Value;
+impl<'de> Visitor<'de> for Collect<'_, '_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    // No path continues through a scalar: it is not built.
-    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
-        Ok(Value::Null)
+    // No path continues through a scalar.
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let node = self.0;
-        let needed = node
-            .any
-            .is_some()
-            .then_some(usize::MAX)
-            .or(node.last_index());
-        let mut items = Vec::new();
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0usize;
         loop {
-            let more = match node.index(i) {
-                Some(child) => match seq.next_element_seed(Pruned(child))? {
-                    Some(v) => {
-                        items.push(v);
-                        true
-                    }
-                    None => false,
-                },
-                None => {
-                    let more = seq.next_element::<IgnoredAny>()?.is_some();
-                    if more && needed.is_some_and(|last| i < last) {
-                        items.push(Value::Null);
-                    }
-                    more
-                }
+            let more = match self.node.index(i) {
+                Some(child) => seq
+                    .next_element_seed(Collect {
+                        node: child,
+                        paths: self.paths,
+                        hits: &mut *self.hits,
+                    })?
+                    .is_some(),
+                None => seq.next_element::<IgnoredAny>()?.is_some(),
             };
             if !more {
-                break;
+                return Ok(());
             }
             i += 1;
         }
-        Ok(Value::Array(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = serde_json::Map::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            match self.0.key(&key) {
-                Some(child) => {
-                    let v = map.next_value_seed(Pruned(child))?;
-                    out.insert(key.into_owned(), v);
-                }
+            match self.node.key(&key) {
+                Some(child) => map.next_value_seed(Collect {
+                    node: child,
+                    paths: self.paths,
+                    hits: &mut *self.hits,
+                })?,
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Value::Object(out))
+        Ok(())
     }
 }
 
@@ -450,31 +513,37 @@ mod tests {
             .is_none());
     }
 
-    /// Every path of the set finds in the pruned document what it finds in the whole.
+    /// Every path of the set finds in the parsed document what it finds in the whole.
     fn same_finds(paths: &[&str], doc: &str) {
-        let parsed: Vec<JsonPath> = paths.iter().map(|p| JsonPath::parse(p).unwrap()).collect();
-        let set = PathSet::new(&parsed);
+        let mut set = PathSet::default();
+        let ids: Vec<SetPath> = paths
+            .iter()
+            .map(|p| set.insert(&JsonPath::parse(p).unwrap()))
+            .collect();
         let whole: Value = serde_json::from_str(doc).unwrap();
-        let pruned = set.parse(doc.as_bytes()).unwrap();
-        for (text, path) in paths.iter().zip(&parsed) {
-            assert_eq!(
-                path.find(&pruned),
-                path.find(&whole),
-                "path {text} in {doc}"
-            );
+        let parsed = set.parse(doc.as_bytes()).unwrap();
+        for (text, id) in paths.iter().zip(&ids) {
+            let mut found = Vec::new();
+            parsed.find_map(id, |v| {
+                found.push(v);
+                None::<()>
+            });
+            assert_eq!(found, id.path.find(&whole), "path {text} in {doc}");
         }
     }
 
     #[test]
-    fn a_pruned_parse_finds_what_a_whole_parse_finds() {
+    fn a_path_set_finds_what_a_whole_parse_finds() {
         let doc = r#"{"id":"x","choices":[{"message":{"content":"hi"}}],
             "usage":{"prompt_tokens":12,"completion_tokens":8.0,"details":{"a":[1,2]}},
             "error":{"code":null,"details":[{"quotaId":"PerDay"},{"retryDelay":"47s"},7,"s"]},
-            "dup":1,"dup":{"k":2},"esc\u0061ped":{"v":true}}"#;
+            "esc\u0061ped":{"v":true}}"#;
         let paths = [
             "usage.prompt_tokens",
             "usage.completion_tokens",
             "usage.details",
+            "usage.details.a[1]",
+            "error",
             "error.code",
             "error.details[*].retryDelay",
             "error.details[1].retryDelay",
@@ -482,7 +551,6 @@ mod tests {
             "error.details[3]",
             "error.details[9]",
             "choices[0].message.content",
-            "dup.k",
             "escaped.v",
             "id.nested",
             "missing.path",
@@ -494,40 +562,56 @@ mod tests {
         }
         same_finds(&["[*]", "[1].a"], r#"[{"a":1},{"a":[2,3]},null,"x"]"#);
         same_finds(
-            &["[1].a", "[*].b"],
+            &["[1].a", "[*].b", "[*]"],
             r#"[{"a":1,"b":2},{"a":[2,3],"b":{"c":4}}]"#,
         );
         same_finds(
-            &["error.*", "error.code"],
+            &["error[*]", "error.code"],
             r#"{"error":{"code":1,"type":"t"}}"#,
         );
-        same_finds(&["[*][*].x"], r#"[[{"x":1},{"y":2}],[{"x":3}]]"#);
+        same_finds(&["[*][*].x", "[1]"], r#"[[{"x":1},{"y":2}],[{"x":3}]]"#);
     }
 
     #[test]
-    fn a_pruned_parse_builds_only_what_the_paths_reach() {
-        let set = PathSet::new(&[
-            JsonPath::parse("usage.completion_tokens").unwrap(),
-            JsonPath::parse("error.details[1].retryDelay").unwrap(),
-        ]);
+    fn a_path_set_builds_only_what_the_paths_reach() {
+        let mut set = PathSet::default();
+        let tokens = set.insert(&JsonPath::parse("usage.completion_tokens").unwrap());
+        let delay = set.insert(&JsonPath::parse("error.details[1].retryDelay").unwrap());
+        assert_eq!(
+            set.insert(&JsonPath::parse("$.usage.completion_tokens").unwrap()),
+            tokens
+        );
         let doc = r#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":8},
             "error":{"details":[{"quotaId":"PerDay"},{"retryDelay":"47s","other":1},{"z":0}]}}"#;
         assert_eq!(
             set.parse(doc.as_bytes()).unwrap(),
-            json!({"usage": {"completion_tokens": 8},
-                   "error": {"details": [null, {"retryDelay": "47s"}]}})
+            Parsed::Found(vec![(0, json!(8)), (1, json!("47s"))])
         );
-        assert_eq!(
-            PathSet::everything().parse(doc.as_bytes()).unwrap(),
-            serde_json::from_str::<Value>(doc).unwrap()
-        );
-        assert!(PathSet::new(&[]).is_empty());
+        let whole = PathSet::everything().parse(doc.as_bytes()).unwrap();
+        assert_eq!(whole, Parsed::Whole(serde_json::from_str(doc).unwrap()));
+        assert_eq!(whole.find_map(&delay, |v| v.as_str()), Some("47s"));
+        assert!(PathSet::default().is_empty());
         assert!(!set.is_empty());
+        assert!(!PathSet::everything().is_empty());
     }
 
     #[test]
-    fn a_pruned_parse_rejects_what_a_whole_parse_rejects() {
-        let set = PathSet::new(&[JsonPath::parse("a").unwrap()]);
+    fn a_repeated_name_is_found_each_time_in_document_order() {
+        let mut set = PathSet::default();
+        let k = set.insert(&JsonPath::parse("dup.k").unwrap());
+        let parsed = set.parse(br#"{"dup":{"k":1},"dup":{"k":2}}"#).unwrap();
+        let mut found = Vec::new();
+        parsed.find_map(&k, |v| {
+            found.push(v.clone());
+            None::<()>
+        });
+        assert_eq!(found, vec![json!(1), json!(2)]);
+    }
+
+    #[test]
+    fn a_path_set_rejects_what_a_whole_parse_rejects() {
+        let mut set = PathSet::default();
+        let a = set.insert(&JsonPath::parse("a").unwrap());
         for bad in [
             &b"{\"a\":1} x"[..],
             b"{\"a\":1",
@@ -543,7 +627,8 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-        assert_eq!(set.parse(b" {\"a\":1} \n").unwrap(), json!({"a": 1}));
+        let parsed = set.parse(b" {\"a\":1} \n").unwrap();
+        assert_eq!(parsed.find_map(&a, |v| v.as_u64()), Some(1));
     }
 
     #[test]

@@ -38,7 +38,7 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use crate::config::provider::{BucketKind, HeaderMatch, JsonMatch, Outcome, Provider, TimeFormat};
-use crate::jsonpath::{JsonPath, PathSet};
+use crate::jsonpath::{JsonPath, Parsed, PathSet, SetPath};
 
 mod hints;
 mod sse;
@@ -56,8 +56,10 @@ pub struct SseEvent {
     pub event: Option<String>,
     /// The `data:` lines joined by `\n`.
     pub data: String,
-    /// `data` parsed as JSON, when it is a JSON object or array (`[DONE]` is not).
-    pub json: Option<serde_json::Value>,
+    /// `data` parsed as JSON, when it is a JSON object or array (`[DONE]` is not): the
+    /// whole of it from [`parse_sse`], what the provider's paths read from
+    /// [`Classifier::parse_sse`].
+    pub json: Option<Parsed>,
 }
 
 /// What the engine saw of one response (or of its failure to arrive).
@@ -134,12 +136,15 @@ pub struct Classifier {
 impl Classifier {
     /// Compiles the provider's rules. Fails only on what validation already rejects.
     pub fn new(provider: &Provider) -> Result<Classifier, String> {
+        let mut body_paths = PathSet::default();
+        let mut event_paths = PathSet::default();
         let rules = provider
             .classify
             .iter()
             .enumerate()
             .map(|(i, rule)| {
-                CompiledRule::new(i, rule).map_err(|e| format!("classify rule {}: {e}", i + 1))
+                CompiledRule::new(i, rule, &mut body_paths, &mut event_paths)
+                    .map_err(|e| format!("classify rule {}: {e}", i + 1))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let hints = provider
@@ -149,7 +154,9 @@ impl Classifier {
             .map(|hint| {
                 let from = match (&hint.header, &hint.json, &hint.body_regex) {
                     (Some(h), None, None) => HintFrom::Header(header_name(h)?),
-                    (None, Some(p), None) => HintFrom::Json(JsonPath::parse(p)?),
+                    (None, Some(p), None) => {
+                        HintFrom::Json(body_paths.insert(&JsonPath::parse(p)?))
+                    }
                     (None, None, Some(re)) => {
                         let re = compile_regex(re)?;
                         if re.captures_len() < 2 {
@@ -208,27 +215,14 @@ impl Classifier {
         let usage = UsageFinder::new(
             &provider.response.usage.input_tokens,
             &provider.response.usage.output_tokens,
+            &mut body_paths,
         )?;
         let stream_usage = UsageFinder::new(
             &provider.response.stream_usage.input_tokens,
             &provider.response.stream_usage.output_tokens,
+            &mut event_paths,
         )?;
-        let body_paths = PathSet::new(
-            rules
-                .iter()
-                .flat_map(|r| r.json.iter().map(|m| &m.path))
-                .chain(usage.paths())
-                .chain(hints.iter().filter_map(|h| match &h.from {
-                    HintFrom::Json(path) => Some(path),
-                    _ => None,
-                })),
-        );
-        let event_paths = Arc::new(PathSet::new(
-            rules
-                .iter()
-                .filter_map(|r| r.sse.as_ref()?.json.as_ref().map(|m| &m.path))
-                .chain(stream_usage.paths()),
-        ));
+        let event_paths = Arc::new(event_paths);
         Ok(Classifier {
             provider: provider.name.clone(),
             rules,
@@ -408,7 +402,7 @@ impl Classifier {
                     .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
                     .find_map(|v| parse_time_value(v, hint.format, date, now)),
                 HintFrom::Json(path) => body.json().and_then(|root| {
-                    path.find_map(root, |v| {
+                    root.find_map(path, |v| {
                         parse_time_value(&value_text(v), hint.format, date, now)
                     })
                 }),
@@ -561,11 +555,11 @@ fn clocks(resp: &ResponseData) -> (Option<SystemTime>, SystemTime) {
 struct Body<'a> {
     resp: &'a ResponseData,
     paths: &'a PathSet,
-    json: OnceCell<Option<Value>>,
+    json: OnceCell<Option<Parsed>>,
 }
 
 impl Body<'_> {
-    fn json(&self) -> Option<&Value> {
+    fn json(&self) -> Option<&Parsed> {
         self.json
             .get_or_init(|| parse_json_body(&self.resp.body, self.paths))
             .as_ref()
@@ -575,7 +569,7 @@ impl Body<'_> {
 /// A body as JSON when it is a JSON object or array (leading whitespace and a BOM are
 /// tolerated: DeepSeek pads with blank lines). Anything else, HTML included, is `None`
 /// without running the JSON parser.
-fn parse_json_body(bytes: &[u8], paths: &PathSet) -> Option<Value> {
+fn parse_json_body(bytes: &[u8], paths: &PathSet) -> Option<Parsed> {
     let bytes = bytes
         .strip_prefix(b"\xEF\xBB\xBF".as_slice())
         .unwrap_or(bytes);
@@ -614,7 +608,12 @@ impl Evidence<'_> {
 }
 
 impl CompiledRule {
-    fn new(index: usize, rule: &crate::config::provider::Rule) -> Result<CompiledRule, String> {
+    fn new(
+        index: usize,
+        rule: &crate::config::provider::Rule,
+        body_paths: &mut PathSet,
+        event_paths: &mut PathSet,
+    ) -> Result<CompiledRule, String> {
         Ok(CompiledRule {
             name: rule
                 .name
@@ -636,7 +635,7 @@ impl CompiledRule {
                 .json
                 .iter()
                 .flat_map(|m| m.iter())
-                .map(CompiledJson::new)
+                .map(|m| CompiledJson::new(m, body_paths))
                 .collect::<Result<_, _>>()?,
             body_regex: rule.body_regex.as_deref().map(compile_regex).transpose()?,
             sse: rule
@@ -645,7 +644,11 @@ impl CompiledRule {
                 .map(|s| {
                     Ok::<_, String>(CompiledSse {
                         event: s.event.clone(),
-                        json: s.json.as_ref().map(CompiledJson::new).transpose()?,
+                        json: s
+                            .json
+                            .as_ref()
+                            .map(|m| CompiledJson::new(m, event_paths))
+                            .transpose()?,
                     })
                 })
                 .transpose()?,
@@ -726,7 +729,7 @@ impl CompiledHeader {
 
 #[derive(Debug)]
 struct CompiledJson {
-    path: JsonPath,
+    path: SetPath,
     test: JsonTest,
 }
 
@@ -739,7 +742,7 @@ enum JsonTest {
 }
 
 impl CompiledJson {
-    fn new(m: &JsonMatch) -> Result<CompiledJson, String> {
+    fn new(m: &JsonMatch, paths: &mut PathSet) -> Result<CompiledJson, String> {
         let test = match (&m.exists, &m.equals, &m.one_of, &m.regex) {
             (_, Some(v), _, _) => JsonTest::Equals(v.clone()),
             (_, _, Some(vs), _) => JsonTest::OneOf(vs.clone()),
@@ -749,22 +752,21 @@ impl CompiledJson {
             (exists, None, None, None) => JsonTest::Exists(exists.unwrap_or(true)),
         };
         Ok(CompiledJson {
-            path: JsonPath::parse(&m.path)?,
+            path: paths.insert(&JsonPath::parse(&m.path)?),
             test,
         })
     }
 
     /// Where `[*]` reaches several values, any may fit. Null counts as absent.
-    fn matches(&self, root: &Value) -> bool {
+    fn matches(&self, root: &Parsed) -> bool {
         let fits = |v: &Value| match &self.test {
             JsonTest::Exists(_) => true,
             JsonTest::Equals(want) => json_eq(v, want),
             JsonTest::OneOf(wants) => wants.iter().any(|w| json_eq(v, w)),
             JsonTest::Regex(re) => re.is_match(&value_text(v)),
         };
-        let found = self
-            .path
-            .find_map(root, |v| (!v.is_null() && fits(v)).then_some(()))
+        let found = root
+            .find_map(&self.path, |v| (!v.is_null() && fits(v)).then_some(()))
             .is_some();
         match &self.test {
             JsonTest::Exists(exists) => found == *exists,
@@ -802,7 +804,7 @@ struct CompiledHint {
 #[derive(Debug)]
 enum HintFrom {
     Header(HeaderName),
-    Json(JsonPath),
+    Json(SetPath),
     BodyRegex(regex::bytes::Regex),
 }
 
@@ -818,21 +820,17 @@ struct CompiledBucket {
 
 #[derive(Debug)]
 struct UsageFinder {
-    input: Vec<JsonPath>,
-    output: Vec<JsonPath>,
+    input: Vec<SetPath>,
+    output: Vec<SetPath>,
 }
 
 impl UsageFinder {
-    fn paths(&self) -> impl Iterator<Item = &JsonPath> {
-        self.input.iter().chain(&self.output)
-    }
-
-    fn new(input: &[String], output: &[String]) -> Result<UsageFinder, String> {
-        let parse = |paths: &[String]| {
+    fn new(input: &[String], output: &[String], set: &mut PathSet) -> Result<UsageFinder, String> {
+        let mut parse = |paths: &[String]| {
             paths
                 .iter()
-                .map(|p| JsonPath::parse(p))
-                .collect::<Result<Vec<_>, _>>()
+                .map(|p| Ok(set.insert(&JsonPath::parse(p)?)))
+                .collect::<Result<Vec<_>, String>>()
         };
         Ok(UsageFinder {
             input: parse(input)?,
@@ -842,8 +840,8 @@ impl UsageFinder {
 }
 
 /// The first path (in order) that holds a token count.
-fn first_count(paths: &[JsonPath], root: &Value) -> Option<u64> {
-    paths.iter().find_map(|p| p.find_map(root, count))
+fn first_count(paths: &[SetPath], root: &Parsed) -> Option<u64> {
+    paths.iter().find_map(|p| root.find_map(p, count))
 }
 
 /// A non-negative integer, also when written as an integral float (`12.0`).

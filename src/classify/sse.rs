@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use super::SseEvent;
-use crate::jsonpath::PathSet;
+use crate::jsonpath::{Parsed, PathSet};
 
 /// Parses a whole `text/event-stream` body.
 pub fn parse_sse(bytes: &[u8]) -> Vec<SseEvent> {
@@ -151,12 +151,12 @@ impl SseParser {
 
 /// The `data:` payload as JSON when it is a JSON object or array (a `[DONE]` marker or
 /// a bare word is not).
-fn parse_json_data(data: &str, paths: Option<&PathSet>) -> Option<serde_json::Value> {
+fn parse_json_data(data: &str, paths: Option<&PathSet>) -> Option<Parsed> {
     match data.trim_start().as_bytes().first() {
         Some(b'{') | Some(b'[') => match paths {
             Some(paths) if paths.is_empty() => None,
             Some(paths) => paths.parse(data.as_bytes()).ok(),
-            None => serde_json::from_str(data).ok(),
+            None => serde_json::from_str(data).ok().map(Parsed::Whole),
         },
         _ => None,
     }
@@ -186,7 +186,10 @@ mod tests {
                 ev(Some("ping"), "{\"type\": \"ping\"}")
             ]
         );
-        assert_eq!(events[0].json, Some(json!({"type": "message_start"})));
+        assert_eq!(
+            events[0].json,
+            Some(Parsed::Whole(json!({"type": "message_start"})))
+        );
     }
 
     #[test]
@@ -219,7 +222,7 @@ mod tests {
             events,
             vec![ev(None, "{\"a\":\n1}"), ev(None, "no-space\n two spaces")]
         );
-        assert_eq!(events[0].json, Some(json!({"a": 1})));
+        assert_eq!(events[0].json, Some(Parsed::Whole(json!({"a": 1}))));
         // `data` with no colon is an empty data line.
         assert_eq!(parse_sse(b"data\ndata\n\n"), vec![ev(None, "\n")]);
     }
