@@ -3,14 +3,12 @@
 //!
 //! [`PathSet`] parses a document keeping only what a set of paths can reach: a response
 //! body is parsed on every response, and building the whole tree (every key and string
-//! allocated) cost more than the rest of the engine's work per response together.
+//! allocated) cost more than the rest of the engine's work per response together; the
+//! rest of the document is only checked (see `scan.rs`).
 
-use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
 use serde_json::Value;
+
+mod scan;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Segment {
@@ -234,15 +232,12 @@ impl PathSet {
                 return Err(serde::de::Error::custom(format!("invalid UTF-8: {e}")));
             }
         }
-        let mut de = serde_json::Deserializer::from_slice(bytes);
         let mut hits = Vec::new();
-        Collect {
-            node: &self.root,
-            paths: &self.paths,
-            hits: &mut hits,
-        }
-        .deserialize(&mut de)?;
-        de.end()?;
+        scan::Scanner::new(bytes, &self.paths)
+            .document(&self.root, &mut hits)
+            .map_err(|r| {
+                serde::de::Error::custom(format_args!("{} at byte {}", r.what, r.at + 1))
+            })?;
         Ok(Parsed::Found(hits))
     }
 }
@@ -333,10 +328,10 @@ impl Node {
         }
     }
 
-    fn key(&self, key: &str) -> Option<&Node> {
+    fn key(&self, key: &[u8]) -> Option<&Node> {
         self.keys
             .iter()
-            .find(|(name, _)| name == key)
+            .find(|(name, _)| name.as_bytes() == key)
             .map(|(_, n)| n)
             .or(self.any.as_deref())
     }
@@ -347,130 +342,6 @@ impl Node {
             .find(|(n, _)| *n == i)
             .map(|(_, n)| n)
             .or(self.any.as_deref())
-    }
-}
-
-/// Reads the value at one node of a [`PathSet`], recording what the paths reach.
-struct Collect<'n, 'h> {
-    node: &'n Node,
-    paths: &'n [JsonPath],
-    hits: &'h mut Vec<(usize, Value)>,
-}
-
-impl<'de> DeserializeSeed<'de> for Collect<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        if self.node.ends.is_empty() {
-            return d.deserialize_any(self);
-        }
-        // A path ends here: build the value; paths that go on below it find their
-        // values in it.
-        let value = Value::deserialize(d)?;
-        for &(id, depth) in &self.node.below {
-            walk(&self.paths[id].segments[depth..], &value, &mut |v| {
-                self.hits.push((id, v.clone()));
-                None::<()>
-            });
-        }
-        let (last, rest) = self.node.ends.split_last().expect("ends is not empty");
-        for &id in rest {
-            self.hits.push((id, value.clone()));
-        }
-        self.hits.push((*last, value));
-        Ok(())
-    }
-}
-
-impl<'de> Visitor<'de> for Collect<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    // No path continues through a scalar.
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_none<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut i = 0usize;
-        loop {
-            let more = match self.node.index(i) {
-                Some(child) => seq
-                    .next_element_seed(Collect {
-                        node: child,
-                        paths: self.paths,
-                        hits: &mut *self.hits,
-                    })?
-                    .is_some(),
-                None => seq.next_element::<IgnoredAny>()?.is_some(),
-            };
-            if !more {
-                return Ok(());
-            }
-            i += 1;
-        }
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            match self.node.key(&key) {
-                Some(child) => map.next_value_seed(Collect {
-                    node: child,
-                    paths: self.paths,
-                    hits: &mut *self.hits,
-                })?,
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// An object key, borrowed from the document when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s.to_string())))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
     }
 }
 
@@ -629,6 +500,125 @@ mod tests {
         }
         let parsed = set.parse(b" {\"a\":1} \n").unwrap();
         assert_eq!(parsed.find_map(&a, |v| v.as_u64()), Some(1));
+    }
+
+    /// The reader accepts exactly what serde_json accepts as a `Value` (but for the range
+    /// of numbers no path reaches), and finds the same values: the corner cases, then
+    /// thousands of mutations of a vendor body (bytes changed, dropped, doubled, cut).
+    #[test]
+    fn the_reader_accepts_what_serde_json_accepts() {
+        let mut set = PathSet::default();
+        let ids: Vec<SetPath> = [
+            "usage.prompt_tokens",
+            "usage.completion_tokens",
+            "error",
+            "error.code",
+            "choices[*].message.content",
+            "[0]",
+        ]
+        .iter()
+        .map(|p| set.insert(&JsonPath::parse(p).unwrap()))
+        .collect();
+        let agree = |doc: &[u8]| {
+            let whole = serde_json::from_slice::<Value>(doc);
+            let parsed = set.parse(doc);
+            assert_eq!(
+                parsed.is_ok(),
+                whole.is_ok(),
+                "{:?}: serde_json {:?}, path set {:?}",
+                String::from_utf8_lossy(doc),
+                whole.as_ref().err(),
+                parsed.as_ref().err()
+            );
+            if let (Ok(parsed), Ok(whole)) = (parsed, whole) {
+                for id in &ids {
+                    let mut found = Vec::new();
+                    parsed.find_map(id, |v| {
+                        found.push(v);
+                        None::<()>
+                    });
+                    assert_eq!(
+                        found,
+                        id.path.find(&whole),
+                        "{:?}",
+                        String::from_utf8_lossy(doc)
+                    );
+                }
+            }
+        };
+        let corners: &[&[u8]] = &[
+            br#""\ud800""#,
+            br#""\udc00""#,
+            br#"["\ud800\udc00"]"#,
+            br#"{"a":"\ud800x"}"#,
+            br#"["\u00zz"]"#,
+            b"[\"a\tb\"]",
+            b"[-0]",
+            b"[01]",
+            b"[1.]",
+            b"[.5]",
+            b"[-]",
+            b"[1e]",
+            b"[1E+5]",
+            b"[1,]",
+            b"{\"a\":1,}",
+            br#"["\x"]"#,
+            b"[tru]",
+            b"[nul]",
+            b"[true false]",
+            b"{\"a\" 1}",
+            b"{1:2}",
+            b"[] []",
+            b"  [ ] \n",
+            b"[",
+            b"{",
+            b"\"",
+            b"[\"\\",
+            b"{\"usage\":{\"prompt_tokens\":1}}",
+            br#"{"error":{"code":"x","nested":[1,{"a":null}]},"usage":{"completion_tokens":2.0}}"#,
+            b"[[[[[[[[[[]]]]]]]]]]",
+        ];
+        for doc in corners {
+            agree(doc);
+        }
+        for depth in [126, 127, 128] {
+            let doc = "[".repeat(depth) + &"]".repeat(depth);
+            agree(doc.as_bytes());
+            let doc = format!(
+                "{{\"usage\":{}{}}}",
+                "[".repeat(depth - 1),
+                "]".repeat(depth - 1)
+            );
+            agree(doc.as_bytes());
+        }
+        let body = br#"{"id":"chatcmpl-1","object":"chat.completion","created":17,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Hi \"there\" \u00e9\n","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":8,"total_tokens":20,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}},"service_tier":"default","system_fingerprint":null,"error":{"code":-1.5e3,"type":true}}"#;
+        agree(body);
+        let alphabet = b"{}[],:\"\\ -+.0123456789eEtrufalsn\t\nxu";
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let mut doc = body.to_vec();
+            for _ in 0..1 + next() % 3 {
+                if doc.is_empty() {
+                    break;
+                }
+                let at = (next() as usize) % doc.len();
+                match next() % 4 {
+                    0 => doc[at] = alphabet[(next() as usize) % alphabet.len()],
+                    1 => {
+                        doc.remove(at);
+                    }
+                    2 => doc.insert(at, doc[at]),
+                    _ => doc.truncate(at.max(1)),
+                }
+            }
+            agree(&doc);
+        }
     }
 
     #[test]
