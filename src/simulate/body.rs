@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::time::{Instant, Sleep};
+use std::time::Instant;
+
+use super::clock::{self, Sleep};
 
 use super::limits::InFlight;
 
@@ -53,10 +55,11 @@ impl SimBody {
         }
     }
 
-    /// Chunks released at their offsets from now (offsets ascending). When `abort`, the
-    /// body fails after the last chunk: the connection is closed without finishing the
-    /// message (a truncated body). All-zero offsets without abort collapse into one piece.
-    pub fn timeline(chunks: Vec<(Duration, Bytes)>, abort: bool) -> SimBody {
+    /// Chunks released at their offsets from `start` (offsets ascending). When `abort`,
+    /// the body fails after the last chunk: the connection is closed without finishing
+    /// the message (a truncated body). All-zero offsets without abort collapse into one
+    /// piece.
+    pub fn timeline(start: Instant, chunks: Vec<(Duration, Bytes)>, abort: bool) -> SimBody {
         if !abort && chunks.iter().all(|(at, _)| at.is_zero()) {
             let total: usize = chunks.iter().map(|(_, b)| b.len()).sum();
             let mut all = Vec::with_capacity(total);
@@ -67,7 +70,7 @@ impl SimBody {
         }
         SimBody {
             kind: Kind::Timeline {
-                start: Instant::now(),
+                start,
                 chunks,
                 next: 0,
                 sleep: None,
@@ -98,11 +101,13 @@ fn wait_until(sleep: &mut Option<Pin<Box<Sleep>>>, due: Instant, cx: &mut Contex
     if due <= Instant::now() {
         return Poll::Ready(());
     }
-    let s = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
-    if s.deadline() != due {
-        s.as_mut().reset(due);
+    if sleep.as_ref().is_none_or(|s| s.deadline() != due) {
+        *sleep = Some(Box::pin(clock::sleep_until(due)));
     }
-    s.as_mut().poll(cx)
+    match sleep.as_mut() {
+        Some(s) => s.as_mut().poll(cx),
+        None => Poll::Pending,
+    }
 }
 
 impl Body for SimBody {

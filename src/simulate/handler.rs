@@ -160,6 +160,7 @@ fn error_response(vendor: Vendor, status: u16, body: Bytes, rid: &str) -> Respon
 }
 
 async fn api(st: &State, vendor: Vendor, req: Request<Incoming>) -> Response<SimBody> {
+    let arrival = Instant::now();
     let cfg = &st.cfg;
     let counters = &st.counters;
     Counters::bump(&counters.requests);
@@ -292,19 +293,21 @@ async fn api(st: &State, vendor: Vendor, req: Request<Incoming>) -> Response<Sim
         capped,
     };
     let mut resp = if parsed.stream {
-        streamed(cfg, &reply, &st.text, mid, truncate)
+        streamed(arrival, cfg, &reply, &st.text, mid, truncate)
     } else {
         let latency = cfg.ttft() + cfg.generation(output_tokens);
-        // A zero sleep still goes through the timer wheel (a millisecond tick); skip it so
-        // that a latency-free simulator answers at once.
+        // The latency counts from the request's arrival, so reading and checking the
+        // request does not add to it; the clock is precise to tens of microseconds
+        // (tokio's timer would add 1–3 ms: see `clock.rs`).
         if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
+            super::clock::sleep_until(arrival + latency).await;
         }
         let body = reply.plain(&st.text);
         if truncate {
             // Declare the whole length, send half, then close the connection.
             let full = body.len();
             let mut resp = Response::new(SimBody::timeline(
+                Instant::now(),
                 vec![(Duration::ZERO, Bytes::from(body).slice(..full / 2))],
                 true,
             ));
@@ -327,6 +330,7 @@ async fn api(st: &State, vendor: Vendor, req: Request<Incoming>) -> Response<Sim
 /// tokens are generated, the closing events with the last content. A truncated stream
 /// is cut after two content events by dropping the connection.
 fn streamed(
+    arrival: Instant,
     cfg: &SimConfig,
     reply: &Reply<'_>,
     text: &Text,
@@ -353,12 +357,12 @@ fn streamed(
         at = ttft + cfg.generation(end);
         push(at, event);
         if truncate && i == 1 && deltas > 2 {
-            return sse(SimBody::timeline(chunks, true));
+            return sse(SimBody::timeline(arrival, chunks, true));
         }
     }
     at = at.max(ttft + cfg.generation(plan.tail_at));
     push(at, plan.tail);
-    sse(SimBody::timeline(chunks, truncate))
+    sse(SimBody::timeline(arrival, chunks, truncate))
 }
 
 fn sse(body: SimBody) -> Response<SimBody> {

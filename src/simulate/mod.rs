@@ -22,6 +22,7 @@
 //! time, so a client needs to know nothing about the scale. `stall_ms` is real time.
 
 pub mod body;
+pub mod clock;
 pub mod config;
 pub mod handler;
 pub mod limits;
