@@ -594,3 +594,59 @@ async fn connection_refused_is_a_transient_network_failure() {
     let error = p.error.as_deref().unwrap_or("");
     assert!(error.starts_with("connect failed: "), "{error}");
 }
+
+/// The bytes on the wire: the rendered body exactly, announced by its content-length, on
+/// every request of a kept-alive connection (the body is shared between requests, not
+/// consumed by the first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_carries_the_rendered_body_byte_for_byte() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ok = json_response(
+        "200 OK",
+        "",
+        r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}"#,
+    );
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while seen.len() < 3 {
+            let head_end = loop {
+                if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break p + 4;
+                }
+                let n = sock.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "connection closed mid-request");
+                buf.extend_from_slice(&chunk[..n]);
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .expect("a content-length header");
+            while buf.len() < head_end + len {
+                let n = sock.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let first_line = head.lines().next().unwrap_or("").to_string();
+            seen.push((first_line, buf[head_end..head_end + len].to_vec()));
+            buf.drain(..head_end + len);
+            sock.write_all(&ok).await.unwrap();
+        }
+        seen
+    });
+    let cfg = engine_config("openai", &format!("http://{addr}/v1"), false, KEY);
+    let body = cfg.request.body_bytes.clone();
+    let r = step(cfg, 1, 3).await;
+    assert_eq!(r.success(), 3);
+    let seen = server.await.unwrap();
+    assert_eq!(seen.len(), 3);
+    for (line, sent) in seen {
+        assert_eq!(line, "post /v1/chat/completions http/1.1");
+        assert_eq!(sent, body.to_vec());
+    }
+}

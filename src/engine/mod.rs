@@ -276,12 +276,39 @@ struct Prepared {
     /// Origin form (`/v1/chat/completions`), or absolute form for a plain-http proxy.
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Arc<Bytes>,
+}
+
+/// A request's body: the prepared bytes, shared. A pointer wide (hyper's `Full<Bytes>` is
+/// four): hyper's client keeps the first block of its dispatch channel, 32 request slots,
+/// for the life of each connection, so this saves ~0.75 KB per connection, 1.5 MB at
+/// 2,000 workers.
+pub(crate) struct RequestBody(Option<Arc<Bytes>>);
+
+impl hyper::body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let data = self.0.take().filter(|b| !b.is_empty());
+        std::task::Poll::Ready(data.map(|b| Ok(hyper::body::Frame::data(Bytes::clone(&b)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(|b| b.is_empty())
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.0.as_ref().map_or(0, |b| b.len() as u64))
+    }
 }
 
 impl Prepared {
-    fn request(&self) -> http::Request<http_body_util::Full<Bytes>> {
-        let mut req = http::Request::new(http_body_util::Full::new(self.body.clone()));
+    fn request(&self) -> http::Request<RequestBody> {
+        let mut req = http::Request::new(RequestBody(Some(Arc::clone(&self.body))));
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
         *req.headers_mut() = self.headers.clone();
@@ -390,7 +417,7 @@ impl Engine {
                     method,
                     uri,
                     headers,
-                    body,
+                    body: Arc::new(body),
                 },
                 display,
                 verified: AtomicBool::new(false),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_TYPE;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
 use rand::Rng;
 use tokio::task::JoinSet;
@@ -18,7 +18,7 @@ use super::{Engine, PromptRecord, StepResult, StepSpec};
 use crate::classify::{BucketReading, Classified, ResponseData};
 use crate::config::provider::Outcome;
 
-type Sender = SendRequest<Full<Bytes>>;
+type Sender = SendRequest<super::RequestBody>;
 
 /// Of a body cut at the cap, the bytes kept to classify it and quote it.
 const CUT_BODY_KEPT: usize = 64 * 1024;
@@ -51,9 +51,10 @@ struct WorkerOut {
     /// This worker's last response that carried rate-limit headers, and when. Only its
     /// status, headers and arrival are kept; they are read into headers and buckets once,
     /// at the end of the step, not on every response.
-    readings: Option<(Instant, ResponseData)>,
+    /// Boxed: the worker's future (one per connection, thousands at once) stays small.
+    readings: Option<Box<(Instant, ResponseData)>>,
     /// This worker's last rate-limited response that carried them, and when.
-    limited: Option<(Instant, ResponseData)>,
+    limited: Option<Box<(Instant, ResponseData)>>,
 }
 
 pub(super) async fn run_step(
@@ -97,8 +98,8 @@ pub(super) async fn run_step(
     let total = outs.iter().map(|o| o.records.len()).sum();
     let mut records: Vec<(u64, PromptRecord)> = Vec::with_capacity(total);
     let mut retry_hint = None;
-    let mut readings: Option<(Instant, ResponseData)> = None;
-    let mut limited: Option<(Instant, ResponseData)> = None;
+    let mut readings: Option<Box<(Instant, ResponseData)>> = None;
+    let mut limited: Option<Box<(Instant, ResponseData)>> = None;
     for out in outs {
         records.extend(out.records);
         retry_hint = retry_hint.max(out.retry_hint);
@@ -116,10 +117,15 @@ pub(super) async fn run_step(
     records.sort_unstable_by_key(|(i, _)| *i);
     let classifier = &engine.config().classifier;
     let (rate_limit_headers, buckets) = readings
-        .map(|(_, r)| (classifier.rate_limit_headers(&r), classifier.buckets(&r)))
+        .map(|seen| {
+            (
+                classifier.rate_limit_headers(&seen.1),
+                classifier.buckets(&seen.1),
+            )
+        })
         .unwrap_or_default();
     let rate_limited_buckets: Vec<BucketReading> = limited
-        .map(|(_, r)| classifier.buckets(&r))
+        .map(|seen| classifier.buckets(&seen.1))
         .unwrap_or_default();
     StepResult {
         spec,
@@ -251,7 +257,7 @@ async fn run_prompt(
         out.retry_hint = out.retry_hint.max(hint);
         if resp.status.is_some() && classifier.has_rate_limit_headers(&resp.headers) {
             // Nothing after this reads the headers: they are moved, not copied.
-            let seen = (
+            let seen = Box::new((
                 Instant::now(),
                 ResponseData {
                     status: resp.status,
@@ -259,7 +265,7 @@ async fn run_prompt(
                     headers: std::mem::take(&mut attempt.resp.headers),
                     ..ResponseData::default()
                 },
-            );
+            ));
             if c.outcome == Outcome::RateLimited {
                 out.limited = Some(seen.clone());
             }
