@@ -253,10 +253,7 @@ impl Classifier {
     /// The events of a `text/event-stream` body, each event's JSON parsed as far as
     /// this provider's rules and stream usage read it.
     pub fn parse_sse(&self, body: &[u8]) -> Vec<SseEvent> {
-        let mut parser = SseParser::keeping(Arc::clone(&self.event_paths));
-        let mut events = parser.feed(body);
-        events.extend(parser.finish());
-        events
+        SseParser::keeping(Arc::clone(&self.event_paths)).parse(body)
     }
 
     /// The outcome of one response.

@@ -15,10 +15,7 @@ use crate::jsonpath::{Parsed, PathSet};
 
 /// Parses a whole `text/event-stream` body.
 pub fn parse_sse(bytes: &[u8]) -> Vec<SseEvent> {
-    let mut parser = SseParser::new();
-    let mut events = parser.feed(bytes);
-    events.extend(parser.finish());
-    events
+    SseParser::new().parse(bytes)
 }
 
 /// An incremental SSE parser: [`feed`](SseParser::feed) chunks, then
@@ -82,6 +79,13 @@ impl SseParser {
             chunk = &chunk[next..];
         }
         self.line.extend_from_slice(chunk);
+        events
+    }
+
+    /// A whole body at once: [`feed`](SseParser::feed), then [`finish`](SseParser::finish).
+    pub fn parse(mut self, bytes: &[u8]) -> Vec<SseEvent> {
+        let mut events = self.feed(bytes);
+        events.extend(self.finish());
         events
     }
 

@@ -242,6 +242,18 @@ impl PathSet {
     }
 }
 
+/// The child named `name` in `children`, added empty if it is not there yet.
+fn child<'a, K: PartialEq + Clone>(children: &'a mut Vec<(K, Node)>, name: &K) -> &'a mut Node {
+    let at = match children.iter().position(|(n, _)| n == name) {
+        Some(at) => at,
+        None => {
+            children.push((name.clone(), Node::default()));
+            children.len() - 1
+        }
+    };
+    &mut children[at].1
+}
+
 impl Node {
     fn build(paths: &[JsonPath]) -> Node {
         let mut root = Node::default();
@@ -250,26 +262,8 @@ impl Node {
             for (depth, seg) in path.segments.iter().enumerate() {
                 node.below.push((id, depth));
                 node = match seg {
-                    Segment::Key(k) => {
-                        let at = match node.keys.iter().position(|(name, _)| name == k) {
-                            Some(at) => at,
-                            None => {
-                                node.keys.push((k.clone(), Node::default()));
-                                node.keys.len() - 1
-                            }
-                        };
-                        &mut node.keys[at].1
-                    }
-                    Segment::Index(i) => {
-                        let at = match node.indices.iter().position(|(n, _)| n == i) {
-                            Some(at) => at,
-                            None => {
-                                node.indices.push((*i, Node::default()));
-                                node.indices.len() - 1
-                            }
-                        };
-                        &mut node.indices[at].1
-                    }
+                    Segment::Key(k) => child(&mut node.keys, k),
+                    Segment::Index(i) => child(&mut node.indices, i),
                     Segment::Any => node.any.get_or_insert_with(Box::default),
                 };
             }
@@ -298,6 +292,7 @@ impl Node {
         }
     }
 
+    /// Adds `other`'s paths to this node's (a path already here is not added twice).
     fn merge(&mut self, other: &Node) {
         for id in &other.ends {
             if !self.ends.contains(id) {
@@ -310,21 +305,13 @@ impl Node {
             }
         }
         for (k, theirs) in &other.keys {
-            match self.keys.iter_mut().find(|(name, _)| name == k) {
-                Some((_, mine)) => mine.merge(theirs),
-                None => self.keys.push((k.clone(), theirs.clone())),
-            }
+            child(&mut self.keys, k).merge(theirs);
         }
         for (i, theirs) in &other.indices {
-            match self.indices.iter_mut().find(|(n, _)| n == i) {
-                Some((_, mine)) => mine.merge(theirs),
-                None => self.indices.push((*i, theirs.clone())),
-            }
+            child(&mut self.indices, i).merge(theirs);
         }
-        match (&mut self.any, &other.any) {
-            (Some(mine), Some(theirs)) => mine.merge(theirs),
-            (None, Some(theirs)) => self.any = Some(theirs.clone()),
-            _ => {}
+        if let Some(theirs) = &other.any {
+            self.any.get_or_insert_with(Box::default).merge(theirs);
         }
     }
 

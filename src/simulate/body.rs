@@ -35,7 +35,7 @@ enum Kind {
         start: Instant,
         chunks: Vec<(Duration, Bytes)>,
         next: usize,
-        sleep: Option<Pin<Box<Sleep>>>,
+        sleep: Option<Sleep>,
         abort: bool,
     },
 }
@@ -97,17 +97,15 @@ impl SimBody {
 const ABORT_GRACE: Duration = Duration::from_millis(20);
 
 /// Ready once `due` has passed; otherwise arms `sleep` for it and is pending.
-fn wait_until(sleep: &mut Option<Pin<Box<Sleep>>>, due: Instant, cx: &mut Context<'_>) -> Poll<()> {
+fn wait_until(sleep: &mut Option<Sleep>, due: Instant, cx: &mut Context<'_>) -> Poll<()> {
     if due <= Instant::now() {
         return Poll::Ready(());
     }
-    if sleep.as_ref().is_none_or(|s| s.deadline() != due) {
-        *sleep = Some(Box::pin(clock::sleep_until(due)));
-    }
-    match sleep.as_mut() {
-        Some(s) => s.as_mut().poll(cx),
-        None => Poll::Pending,
-    }
+    let s = match sleep {
+        Some(s) if s.deadline() == due => s,
+        _ => sleep.insert(clock::sleep_until(due)),
+    };
+    Pin::new(s).poll(cx)
 }
 
 impl Body for SimBody {
