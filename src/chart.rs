@@ -169,28 +169,20 @@ where
         .y_desc("answered prompts / s")
         .draw()
         .map_err(err)?;
-    chart
-        .draw_series(LineSeries::new(p50.clone(), P50.stroke_width(2)))
-        .map_err(err)?
-        .label("latency p50")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], P50.stroke_width(2)));
-    chart
-        .draw_series(
-            p50.iter()
-                .map(|&(x, y)| Circle::new((x, y), 3, P50.filled())),
-        )
-        .map_err(err)?;
-    chart
-        .draw_series(LineSeries::new(p95.clone(), P95.stroke_width(2)))
-        .map_err(err)?
-        .label("latency p95")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], P95.stroke_width(2)));
-    chart
-        .draw_series(
-            p95.iter()
-                .map(|&(x, y)| Circle::new((x, y), 3, P95.filled())),
-        )
-        .map_err(err)?;
+    for (points, color, label) in [(&p50, P50, "latency p50"), (&p95, P95, "latency p95")] {
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+            )
+            .map_err(err)?;
+    }
     chart
         .draw_secondary_series(LineSeries::new(rps.clone(), RPS.stroke_width(2)))
         .map_err(err)?
