@@ -316,9 +316,12 @@ impl Node {
     }
 
     fn key(&self, key: &[u8]) -> Option<&Node> {
+        // Compared in line: names are short, and a call to memcmp costs more than them.
         self.keys
             .iter()
-            .find(|(name, _)| name.as_bytes() == key)
+            .find(|(name, _)| {
+                name.len() == key.len() && name.bytes().zip(key).all(|(a, &b)| a == b)
+            })
             .map(|(_, n)| n)
             .or(self.any.as_deref())
     }

@@ -30,6 +30,7 @@ type Result<T> = std::result::Result<T, Refused>;
 /// Of eight bytes (little-endian), a mask whose lowest set bit is the high bit of the
 /// first byte that is `"`, `\` or a control character (0 when none is). Bits above the
 /// first may be false alarms (borrows), so only the lowest is used.
+#[inline(always)]
 fn special(x: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -70,9 +71,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
-            self.i += 1;
-        }
+        self.i = ws(self.b, self.i);
     }
 
     fn peek(&self) -> Option<u8> {
@@ -96,11 +95,10 @@ impl<'a> Scanner<'a> {
         if !node.ends.is_empty() {
             let start = self.i;
             self.skip()?;
-            let value: Value =
-                serde_json::from_slice(&self.b[start..self.i]).map_err(|_| Refused {
-                    at: start,
-                    what: "a value serde_json refuses",
-                })?;
+            let value = leaf(&self.b[start..self.i]).map_err(|_| Refused {
+                at: start,
+                what: "a value serde_json refuses",
+            })?;
             for &(id, depth) in &node.below {
                 walk(&self.paths[id].segments[depth..], &value, &mut |v| {
                     hits.push((id, v.clone()));
@@ -183,78 +181,8 @@ impl<'a> Scanner<'a> {
 
     /// Any value, checked and not built.
     fn skip(&mut self) -> Result<()> {
-        self.ws();
-        match self.peek() {
-            Some(b'"') => self.string().map(|_| ()),
-            Some(b'{') => self.container(b'}', |s, first| {
-                if !first {
-                    s.expect(b',', "expected `,` or `}`")?;
-                }
-                s.ws();
-                if s.peek() != Some(b'"') {
-                    return s.refuse("expected a key");
-                }
-                s.string()?;
-                s.expect(b':', "expected `:`")?;
-                s.skip()
-            }),
-            Some(b'[') => self.container(b']', |s, first| {
-                if !first {
-                    s.expect(b',', "expected `,` or `]`")?;
-                }
-                s.skip()
-            }),
-            Some(b't') => self.literal(b"true"),
-            Some(b'f') => self.literal(b"false"),
-            Some(b'n') => self.literal(b"null"),
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            _ => self.refuse("expected a value"),
-        }
-    }
-
-    fn literal(&mut self, word: &'static [u8]) -> Result<()> {
-        if self.b[self.i..].starts_with(word) {
-            self.i += word.len();
-            Ok(())
-        } else {
-            self.refuse("expected a value")
-        }
-    }
-
-    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
-    fn number(&mut self) -> Result<()> {
-        if self.peek() == Some(b'-') {
-            self.i += 1;
-        }
-        match self.peek() {
-            Some(b'0') => self.i += 1,
-            Some(b'1'..=b'9') => self.digits(),
-            _ => return self.refuse("invalid number"),
-        }
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            if !matches!(self.peek(), Some(b'0'..=b'9')) {
-                return self.refuse("invalid number");
-            }
-            self.digits();
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.i += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.i += 1;
-            }
-            if !matches!(self.peek(), Some(b'0'..=b'9')) {
-                return self.refuse("invalid number");
-            }
-            self.digits();
-        }
+        self.i = skip(self.b, self.i, self.depth)?;
         Ok(())
-    }
-
-    fn digits(&mut self) {
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.i += 1;
-        }
     }
 
     /// An object key's bytes, unescaped (borrowed when it has no escapes). The caller
@@ -264,100 +192,247 @@ impl<'a> Scanner<'a> {
             return self.refuse("expected a key");
         }
         let start = self.i;
-        let escaped = self.string()?;
+        let (end, escaped) = string(self.b, start)?;
+        self.i = end;
         if !escaped {
-            return Ok(Cow::Borrowed(&self.b[start + 1..self.i - 1]));
+            return Ok(Cow::Borrowed(&self.b[start + 1..end - 1]));
         }
-        serde_json::from_slice::<String>(&self.b[start..self.i])
+        serde_json::from_slice::<String>(&self.b[start..end])
             .map(|k| Cow::Owned(k.into_bytes()))
             .map_err(|_| Refused {
                 at: start,
                 what: "invalid string",
             })
     }
+}
 
-    /// A string at the cursor (on its `"`); true when it has escapes.
-    fn string(&mut self) -> Result<bool> {
-        self.i += 1;
-        let mut escaped = false;
-        loop {
-            // The plain run: everything but `"`, `\` and control characters, eight
-            // bytes at a time while it lasts, then byte by byte up to what ends it.
-            while let Some(word) = self.b.get(self.i..self.i + 8) {
-                let found = special(u64::from_le_bytes(word.try_into().expect("8 bytes")));
-                if found != 0 {
-                    self.i += (found.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                self.i += 8;
-            }
-            while let Some(&c) = self.b.get(self.i) {
-                if c == b'"' || c == b'\\' || c < 0x20 {
-                    break;
-                }
-                self.i += 1;
-            }
-            match self.peek() {
-                Some(b'"') => {
-                    self.i += 1;
-                    return Ok(escaped);
-                }
-                Some(b'\\') => {
-                    escaped = true;
-                    self.i += 1;
-                    self.escape()?;
-                }
-                Some(_) => return self.refuse("control character in a string"),
-                None => return self.refuse("unterminated string"),
-            }
-        }
+// The skipping half works on a byte slice and an index held in a register, returning the
+// index after what it read: most of a body is skipped, and a cursor in memory (or a call
+// per value) costs more than the reading itself.
+
+/// A value a path reached, built: a token count (digits only, at most 19: it fits a
+/// `u64`) directly, anything else by serde_json.
+fn leaf(b: &[u8]) -> serde_json::Result<Value> {
+    if (1..=19).contains(&b.len())
+        && b.iter().all(u8::is_ascii_digit)
+        && (b[0] != b'0' || b.len() == 1)
+    {
+        let n = b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        return Ok(Value::from(n));
     }
+    serde_json::from_slice(b)
+}
 
-    /// After a `\`: one escape; a surrogate must come in a pair, as serde_json requires.
-    fn escape(&mut self) -> Result<()> {
-        match self.peek() {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                self.i += 1;
-                Ok(())
-            }
-            Some(b'u') => {
-                self.i += 1;
-                let unit = self.hex4()?;
-                match unit {
-                    0xD800..=0xDBFF => {
-                        if self.b[self.i..].starts_with(b"\\u") {
-                            self.i += 2;
-                            if (0xDC00..=0xDFFF).contains(&self.hex4()?) {
-                                return Ok(());
-                            }
-                        }
-                        self.refuse("lone leading surrogate")
+fn refused<T>(at: usize, what: &'static str) -> Result<T> {
+    Err(Refused { at, what })
+}
+
+#[inline(always)]
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Any value at `i` (after whitespace), checked and not built. One loop keeps the open
+/// containers on a bit stack (1 = object) instead of a call per value; `depth` is how
+/// deep `i` already is.
+fn skip(b: &[u8], mut i: usize, depth: usize) -> Result<usize> {
+    let mut objects: u128 = 0;
+    let mut open = 0usize;
+    loop {
+        // A value.
+        i = ws(b, i);
+        match b.get(i) {
+            Some(b'"') => i = string(b, i)?.0,
+            Some(&c @ (b'{' | b'[')) => {
+                if depth + open >= MAX_DEPTH {
+                    return refused(i, "nested too deep");
+                }
+                let object = c == b'{';
+                i = ws(b, i + 1);
+                // `{` + 2 is `}`, `[` + 2 is `]`.
+                if b.get(i) == Some(&(c + 2)) {
+                    i += 1;
+                } else {
+                    open += 1;
+                    objects = objects << 1 | u128::from(object);
+                    if object {
+                        i = member_key(b, i)?;
                     }
-                    0xDC00..=0xDFFF => self.refuse("lone trailing surrogate"),
-                    _ => Ok(()),
+                    continue;
                 }
             }
-            _ => self.refuse("invalid escape"),
+            Some(b't') => i = literal(b, i, b"true")?,
+            Some(b'f') => i = literal(b, i, b"false")?,
+            Some(b'n') => i = literal(b, i, b"null")?,
+            Some(b'-' | b'0'..=b'9') => i = number(b, i)?,
+            _ => return refused(i, "expected a value"),
+        }
+        // After a value: close the containers that end here, then on to the next member
+        // of the innermost one that goes on.
+        loop {
+            if open == 0 {
+                return Ok(i);
+            }
+            i = ws(b, i);
+            let object = objects & 1 == 1;
+            match (b.get(i), object) {
+                (Some(b','), false) => {
+                    i += 1;
+                    break;
+                }
+                (Some(b','), true) => {
+                    i = member_key(b, ws(b, i + 1))?;
+                    break;
+                }
+                (Some(b'}'), true) | (Some(b']'), false) => {
+                    i += 1;
+                    objects >>= 1;
+                    open -= 1;
+                }
+                (_, true) => return refused(i, "expected `,` or `}`"),
+                (_, false) => return refused(i, "expected `,` or `]`"),
+            }
         }
     }
+}
 
-    fn hex4(&mut self) -> Result<u16> {
-        let Some(digits) = self.b.get(self.i..self.i + 4) else {
-            return self.refuse("invalid \\u escape");
-        };
-        let mut n = 0u16;
-        for &d in digits {
-            let v = match d {
-                b'0'..=b'9' => d - b'0',
-                b'a'..=b'f' => d - b'a' + 10,
-                b'A'..=b'F' => d - b'A' + 10,
-                _ => return self.refuse("invalid \\u escape"),
-            };
-            n = n * 16 + u16::from(v);
-        }
-        self.i += 4;
-        Ok(n)
+/// A skipped member's key at `i` and its `:`.
+#[inline(always)]
+fn member_key(b: &[u8], i: usize) -> Result<usize> {
+    if b.get(i) != Some(&b'"') {
+        return refused(i, "expected a key");
     }
+    let i = ws(b, string(b, i)?.0);
+    if b.get(i) != Some(&b':') {
+        return refused(i, "expected `:`");
+    }
+    Ok(i + 1)
+}
+
+fn literal(b: &[u8], i: usize, word: &'static [u8]) -> Result<usize> {
+    if b[i..].starts_with(word) {
+        Ok(i + word.len())
+    } else {
+        refused(i, "expected a value")
+    }
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+fn number(b: &[u8], mut i: usize) -> Result<usize> {
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i = digits(b, i),
+        _ => return refused(i, "invalid number"),
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !matches!(b.get(i), Some(b'0'..=b'9')) {
+            return refused(i, "invalid number");
+        }
+        i = digits(b, i);
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        if !matches!(b.get(i), Some(b'0'..=b'9')) {
+            return refused(i, "invalid number");
+        }
+        i = digits(b, i);
+    }
+    Ok(i)
+}
+
+#[inline(always)]
+fn digits(b: &[u8], mut i: usize) -> usize {
+    while let Some(b'0'..=b'9') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The string whose `"` is at `i`: the index after its closing `"`, and whether it has
+/// escapes.
+#[inline(always)]
+fn string(b: &[u8], mut i: usize) -> Result<(usize, bool)> {
+    i += 1;
+    let mut escaped = false;
+    loop {
+        // The plain run: everything but `"`, `\` and control characters, eight bytes at
+        // a time while it lasts, then byte by byte up to what ends it.
+        while let Some(word) = b.get(i..i + 8) {
+            let found = special(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+            if found != 0 {
+                i += (found.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        while let Some(&c) = b.get(i) {
+            if c == b'"' || c == b'\\' || c < 0x20 {
+                break;
+            }
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'"') => return Ok((i + 1, escaped)),
+            Some(b'\\') => {
+                escaped = true;
+                i = escape(b, i + 1)?;
+            }
+            Some(_) => return refused(i, "control character in a string"),
+            None => return refused(i, "unterminated string"),
+        }
+    }
+}
+
+/// After a `\`: one escape; a surrogate must come in a pair, as serde_json requires.
+#[cold]
+fn escape(b: &[u8], i: usize) -> Result<usize> {
+    match b.get(i) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(i + 1),
+        Some(b'u') => {
+            let (i, unit) = hex4(b, i + 1)?;
+            match unit {
+                0xD800..=0xDBFF => {
+                    if b[i..].starts_with(b"\\u") {
+                        let (end, low) = hex4(b, i + 2)?;
+                        if (0xDC00..=0xDFFF).contains(&low) {
+                            return Ok(end);
+                        }
+                    }
+                    refused(i, "lone leading surrogate")
+                }
+                0xDC00..=0xDFFF => refused(i, "lone trailing surrogate"),
+                _ => Ok(i),
+            }
+        }
+        _ => refused(i, "invalid escape"),
+    }
+}
+
+fn hex4(b: &[u8], i: usize) -> Result<(usize, u16)> {
+    let Some(digits) = b.get(i..i + 4) else {
+        return refused(i, "invalid \\u escape");
+    };
+    let mut n = 0u16;
+    for &d in digits {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return refused(i, "invalid \\u escape"),
+        };
+        n = n * 16 + u16::from(v);
+    }
+    Ok((i + 4, n))
 }
 
 #[cfg(test)]
