@@ -119,6 +119,12 @@ pub struct Inspection {
 pub struct Classifier {
     provider: String,
     rules: Vec<CompiledRule>,
+    /// For each status a rule names, the rules that can match it (that name it or no
+    /// status), in file order; sorted by status. A 200 is tried against a handful of
+    /// rules instead of all of them.
+    rules_by_status: Vec<(u16, Box<[usize]>)>,
+    /// The rules that can match any other status: those that name none.
+    rules_for_other_statuses: Box<[usize]>,
     hints: Vec<CompiledHint>,
     buckets: Vec<CompiledBucket>,
     usage: UsageFinder,
@@ -126,6 +132,9 @@ pub struct Classifier {
     stream_done: Option<String>,
     /// Every header named by the buckets and retry hints, in file order, no repeats.
     listed_headers: Vec<HeaderName>,
+    /// Bit n set: some listed name is n bytes long (bit 63: 63 or longer). Most
+    /// response headers are ruled out by their length alone.
+    listed_lengths: u64,
     /// Every path read in a plain body (rules, usage, hints): a body is parsed only as
     /// far as they reach.
     body_paths: PathSet,
@@ -223,14 +232,35 @@ impl Classifier {
             &mut event_paths,
         )?;
         let event_paths = Arc::new(event_paths);
+        let can_match = |status: Option<u16>| -> Box<[usize]> {
+            (0..rules.len())
+                .filter(|&i| {
+                    let named = &rules[i].statuses;
+                    named.is_empty() || status.is_some_and(|s| named.contains(&s))
+                })
+                .collect()
+        };
+        let mut statuses: Vec<u16> = rules.iter().flat_map(|r| r.statuses.clone()).collect();
+        statuses.sort_unstable();
+        statuses.dedup();
+        let rules_by_status = statuses
+            .into_iter()
+            .map(|s| (s, can_match(Some(s))))
+            .collect();
+        let rules_for_other_statuses = can_match(None);
         Ok(Classifier {
             provider: provider.name.clone(),
             rules,
+            rules_by_status,
+            rules_for_other_statuses,
             hints,
             buckets,
             usage,
             stream_usage,
             stream_done: provider.response.stream_done.clone(),
+            listed_lengths: listed_headers
+                .iter()
+                .fold(0, |bits, n| bits | length_bit(n)),
             listed_headers,
             body_paths,
             event_paths,
@@ -294,7 +324,9 @@ impl Classifier {
     /// hints name. Compares the response's names with the listed ones instead of
     /// looking each listed name up (no hashing; this runs on every response).
     pub fn has_rate_limit_headers(&self, headers: &HeaderMap) -> bool {
-        headers.keys().any(|k| self.listed_headers.contains(k))
+        headers
+            .keys()
+            .any(|k| self.listed_lengths & length_bit(k) != 0 && self.listed_headers.contains(k))
     }
 
     /// The provider's rate-limit buckets as this response reports them (buckets with
@@ -336,7 +368,14 @@ impl Classifier {
             return network(resp);
         };
         let incomplete = resp.transport_error.is_some();
-        for rule in &self.rules {
+        let candidates = match self
+            .rules_by_status
+            .binary_search_by_key(&status, |(s, _)| *s)
+        {
+            Ok(at) => &self.rules_by_status[at].1,
+            Err(_) => &self.rules_for_other_statuses,
+        };
+        for rule in candidates.iter().map(|&i| &self.rules[i]) {
             if incomplete && rule.outcome == Outcome::Success {
                 continue;
             }
@@ -561,6 +600,11 @@ impl Body<'_> {
             .get_or_init(|| parse_json_body(&self.resp.body, self.paths))
             .as_ref()
     }
+}
+
+/// A header name's length as one bit of a `u64` (lengths from 63 on share the last).
+fn length_bit(name: &HeaderName) -> u64 {
+    1 << name.as_str().len().min(63)
 }
 
 /// A body as JSON when it is a JSON object or array (leading whitespace and a BOM are
@@ -1279,6 +1323,24 @@ rate_limits:
         assert_eq!(c.retry_hint(&answered), Some(Duration::from_secs(30)));
         assert!(c.has_rate_limit_headers(&answered.headers));
         assert!(!c.has_rate_limit_headers(&resp(200, &[("x-other", b"0")], b"").headers));
+    }
+
+    #[test]
+    fn rate_limit_headers_are_told_by_name_not_by_length() {
+        // Names are first sorted by length; lengths from 63 on share one slot.
+        let long = format!("x-{}", "a".repeat(68));
+        let other_long = format!("x-{}", "b".repeat(68));
+        let yaml = PROVIDER.replace("x-reset-at", &long);
+        let p = crate::config::parse_provider(std::path::Path::new("test.yaml"), &yaml).unwrap();
+        let c = Classifier::new(&p).unwrap();
+        let has = |name: &str| c.has_rate_limit_headers(&resp(200, &[(name, b"1")], b"").headers);
+        assert!(has(&long));
+        assert!(!has(&other_long));
+        assert!(has("X-Remaining"));
+        assert!(has("x-reset"));
+        assert!(!has("x-other"));
+        assert!(!has("x-remaining-2"));
+        assert!(!has("content-type"));
     }
 
     #[test]
