@@ -1,11 +1,14 @@
 //! One step: W worker tasks, each with its own connection, pulling prompt indices from a
 //! shared counter; one attempt = connect if needed, send, read the whole body, classify.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use http::header::CONTENT_TYPE;
 use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
@@ -32,8 +35,8 @@ struct Step {
     next: AtomicU64,
     in_flight: AtomicU32,
     max_in_flight: AtomicU32,
-    /// Fired by a fatal outcome or by the caller's cancel: no new request after it.
-    stop: CancellationToken,
+    /// Set by a fatal outcome or by the caller's cancel: no new request after it.
+    stop: Stop,
     /// Opened once the first request of an unverified engine was answered (see the
     /// module docs of `engine`); open from the start otherwise.
     gate: CancellationToken,
@@ -74,34 +77,53 @@ pub(super) async fn run_step(
         next: AtomicU64::new(0),
         in_flight: AtomicU32::new(0),
         max_in_flight: AtomicU32::new(0),
-        stop: cancel.child_token(),
+        stop: Stop::new(spec.workers),
         gate,
         fatal: OnceLock::new(),
         limited: AtomicBool::new(false),
     });
 
+    if cancel.is_cancelled() {
+        step.stop.set();
+    }
     let mut set = JoinSet::new();
     for w in 0..spec.workers {
         set.spawn(worker(step.clone(), w));
     }
     let mut outs = Vec::with_capacity(spec.workers as usize);
-    while let Some(joined) = set.join_next().await {
-        // A worker that panicked loses its records; the step still reports the rest.
-        if let Ok(out) = joined {
-            outs.push(out);
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled(), if !step.stop.is_set() => step.stop.set(),
+            joined = set.join_next() => match joined {
+                // A worker that panicked loses its records; the step still reports the rest.
+                Some(Ok(out)) => outs.push(out),
+                Some(Err(_)) => {}
+                None => break,
+            },
         }
     }
 
-    // One list of all records, each worker's moved in and freed at once, sorted in
-    // place; the index is then stripped in place too. The peak stays near one copy of
-    // the records, which matters at thousands of workers.
-    let total = outs.iter().map(|o| o.records.len()).sum();
-    let mut records: Vec<(u64, PromptRecord)> = Vec::with_capacity(total);
+    // One list of all records in prompt order: each record moves into the slot of its
+    // index (the indices come from the step's counter, so a gap is only a prompt that a
+    // stop cut short) and each worker's list is freed at once; the gaps are then closed
+    // in place. No sort moves the records (they are large) again and again, and the peak
+    // stays near one copy of them, which matters at thousands of workers.
+    let end = outs
+        .iter()
+        .flat_map(|o| &o.records)
+        .map(|(i, _)| *i as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut slots: Vec<Option<PromptRecord>> = Vec::with_capacity(end);
+    slots.resize_with(end, || None);
     let mut retry_hint = None;
     let mut readings: Option<Box<(Instant, ResponseData)>> = None;
     let mut limited: Option<Box<(Instant, ResponseData)>> = None;
     for out in outs {
-        records.extend(out.records);
+        for (i, record) in out.records {
+            slots[i as usize] = Some(record);
+        }
         retry_hint = retry_hint.max(out.retry_hint);
         if let Some(r) = out.readings {
             if readings.as_ref().is_none_or(|cur| r.0 > cur.0) {
@@ -114,7 +136,9 @@ pub(super) async fn run_step(
             }
         }
     }
-    records.sort_unstable_by_key(|(i, _)| *i);
+    // `filter_map` (unlike `flatten`) collects into the same allocation.
+    #[allow(clippy::filter_map_identity)]
+    let prompts: Vec<PromptRecord> = slots.into_iter().filter_map(|slot| slot).collect();
     let classifier = &engine.config().classifier;
     let (rate_limit_headers, buckets) = readings
         .map(|seen| {
@@ -131,7 +155,7 @@ pub(super) async fn run_step(
         spec,
         started_at,
         duration: step.started.elapsed(),
-        prompts: records.into_iter().map(|(_, r)| r).collect(),
+        prompts,
         fatal: step.fatal.get().cloned(),
         interrupted: cancel.is_cancelled(),
         retry_hint,
@@ -163,13 +187,13 @@ async fn worker(step: Arc<Step>, w: u32) -> WorkerOut {
     if w != 0 {
         tokio::select! {
             biased;
-            _ = step.stop.cancelled() => return out,
+            _ = step.stop.wait(w) => return out,
             _ = step.gate.cancelled() => {}
         }
     }
     let mut first = canary;
     loop {
-        if step.stop.is_cancelled() {
+        if step.stop.is_set() {
             break;
         }
         let i = step.next.fetch_add(1, Ordering::Relaxed);
@@ -192,6 +216,50 @@ async fn worker(step: Arc<Step>, w: u32) -> WorkerOut {
         }
     }
     out
+}
+
+/// The step's stop as the workers watch it: a flag read before every request and one
+/// waker slot per worker. A `CancellationToken` locks a mutex on every check and
+/// registers a waiter on every wait, and the workers check and wait once per request.
+struct Stop {
+    flag: AtomicBool,
+    wakers: Box<[AtomicWaker]>,
+}
+
+impl Stop {
+    fn new(workers: u32) -> Stop {
+        Stop {
+            flag: AtomicBool::new(false),
+            wakers: (0..workers).map(|_| AtomicWaker::new()).collect(),
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    fn set(&self) {
+        self.flag.store(true, Ordering::Release);
+        for waker in &self.wakers {
+            waker.wake();
+        }
+    }
+
+    /// Ready once the stop is set; worker `w` waits on its own slot.
+    fn wait(&self, w: u32) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.is_set() {
+                return Poll::Ready(());
+            }
+            self.wakers[w as usize].register(cx.waker());
+            // Set between the check and the registration: its wake may have been missed.
+            if self.is_set() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
 }
 
 /// Counts a request in flight while alive.
@@ -233,14 +301,14 @@ async fn run_prompt(
     let classifier = &cfg.classifier;
     let mut retries = 0u32;
     loop {
-        if step.stop.is_cancelled() {
+        if step.stop.is_set() {
             return;
         }
         let mut attempt = {
             let _in_flight = InFlight::new(&step.in_flight, &step.max_in_flight);
             tokio::select! {
                 biased;
-                _ = step.stop.cancelled() => {
+                _ = step.stop.wait(w) => {
                     // Dropping the request closes its connection.
                     *conn = None;
                     return;
@@ -287,7 +355,7 @@ async fn run_prompt(
             retries += 1;
             tokio::select! {
                 biased;
-                _ = step.stop.cancelled() => return,
+                _ = step.stop.wait(w) => return,
                 _ = tokio::time::sleep(delay) => continue,
             }
         }
@@ -304,7 +372,7 @@ async fn run_prompt(
         if c.outcome == Outcome::Fatal {
             let message = error.clone().unwrap_or_else(|| c.rule.clone());
             let _ = step.fatal.set(message);
-            step.stop.cancel();
+            step.stop.set();
         }
         engine.config().on_prompt.call(c.outcome);
         out.records.push((
