@@ -650,3 +650,39 @@ async fn every_request_carries_the_rendered_body_byte_for_byte() {
         assert_eq!(sent, body.to_vec());
     }
 }
+
+/// New connections read into 4 KiB buffers once the heads seen fit twice over; a head
+/// that does not fit fails its request once (a transport error, retried), and every
+/// connection after that reads into hyper's growing buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_head_too_large_for_the_small_read_buffer_is_retried_once() {
+    let body = r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}"#;
+    let small = json_response("200 OK", "", body);
+    let big = json_response(
+        "200 OK",
+        &format!("x-padding: {}\r\n", "p".repeat(6000)),
+        body,
+    );
+    let server = Canned::sequence(vec![small, big], Duration::ZERO).await;
+    let engine = Engine::new(engine_config(
+        "openai",
+        &format!("http://{}/v1", server.addr),
+        false,
+        KEY,
+    ))
+    .expect("engine");
+    let requests = || server.requests.load(std::sync::atomic::Ordering::SeqCst);
+
+    // The first connection reads with hyper's default buffer; its answer has a small head.
+    let r = step_with(&engine, 1, 1).await;
+    assert_eq!((r.success(), retries(&r), requests()), (1, vec![0], 1));
+
+    // A new connection reads into 4 KiB: the 6 KB head does not fit, the request fails
+    // and is retried on a connection with the default buffer, which reads it.
+    let r = step_with(&engine, 1, 1).await;
+    assert_eq!((r.success(), retries(&r), requests()), (1, vec![1], 3));
+
+    // From then on every connection has the default buffer: no more failures.
+    let r = step_with(&engine, 2, 4).await;
+    assert_eq!((r.success(), retries(&r), requests()), (4, vec![0; 4], 7));
+}

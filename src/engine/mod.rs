@@ -27,7 +27,7 @@ mod worker;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -268,6 +268,51 @@ struct Inner {
     /// A response of this engine was accepted (success or rate limited): steps no
     /// longer send their first request alone.
     verified: AtomicBool,
+    /// What the response heads so far say about the read buffer new connections need.
+    heads: HeadSizes,
+}
+
+/// The read buffer a connection gets. hyper's default starts at 8 KiB, and a kept-alive
+/// connection holds two of them while a response is being classified (hyper reserves a
+/// fresh one for its idle read while the response still shares the old): 16 KiB per
+/// worker, 32 MB at 2,000 workers, for heads of a few hundred bytes to 2 KB. Once a
+/// response head has been seen and it is at most half of [`HeadSizes::SMALL`], new
+/// connections read into buffers of that exact size. A head that does not fit (hyper:
+/// "message head is too large") switches every new connection back to the default for
+/// the rest of the engine's life; its request failed as a transport error and is retried
+/// on a new connection like any other.
+#[derive(Default)]
+struct HeadSizes {
+    /// The largest head seen, in bytes (an estimate from above); 0 before the first.
+    largest: AtomicUsize,
+    /// A head did not fit a small buffer: no more small buffers.
+    too_large: AtomicBool,
+}
+
+impl HeadSizes {
+    const SMALL: usize = 4096;
+
+    /// The exact read buffer size for a new connection; `None` for hyper's default.
+    fn read_buffer(&self) -> Option<usize> {
+        let largest = self.largest.load(Ordering::Relaxed);
+        let small =
+            largest != 0 && largest <= Self::SMALL / 2 && !self.too_large.load(Ordering::Relaxed);
+        small.then_some(Self::SMALL)
+    }
+
+    /// Notes a response head: the status line and every header line, at their longest.
+    fn note(&self, headers: &HeaderMap) {
+        const STATUS_LINE: usize = 64;
+        let size = STATUS_LINE
+            + headers
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                .sum::<usize>()
+            + 2;
+        if size > self.largest.load(Ordering::Relaxed) {
+            self.largest.fetch_max(size, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The request as hyper needs it, built once.
@@ -421,6 +466,7 @@ impl Engine {
                 },
                 display,
                 verified: AtomicBool::new(false),
+                heads: HeadSizes::default(),
             }),
             config,
         })
@@ -442,5 +488,20 @@ impl Engine {
 
     fn set_verified(&self) {
         self.inner.verified.store(true, Ordering::Release)
+    }
+
+    /// The exact read buffer size for a new connection (`None`: hyper's default).
+    fn read_buffer(&self) -> Option<usize> {
+        self.inner.heads.read_buffer()
+    }
+
+    fn note_head(&self, headers: &HeaderMap) {
+        self.inner.heads.note(headers)
+    }
+
+    /// A response head did not fit the small read buffer: new connections get hyper's
+    /// default from now on.
+    fn heads_too_large(&self) {
+        self.inner.heads.too_large.store(true, Ordering::Relaxed)
     }
 }

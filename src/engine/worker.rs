@@ -548,13 +548,22 @@ async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
                 if reused && unsent {
                     continue;
                 }
-                return failed(format!("request failed: {}", error_chain(&e)), start);
+                let mut why = format!("request failed: {}", error_chain(&e));
+                if e.is_parse_too_large() && engine.read_buffer().is_some() {
+                    engine.heads_too_large();
+                    why.push_str(
+                        " (larger than the 4 KiB read buffer that earlier heads fitted; \
+                         new connections read into hyper's growing buffer)",
+                    );
+                }
+                return failed(why, start);
             }
         }
     };
 
     let received_at = SystemTime::now();
     let (parts, mut body) = response.into_parts();
+    engine.note_head(&parts.headers);
     let streamed = cfg.stream && is_event_stream(&parts.headers);
     let cap = cfg.max_body_bytes;
     let mut buf = BodyBuf::default();
@@ -630,6 +639,7 @@ async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
 async fn open(engine: &Engine) -> Result<Sender, String> {
     let io = engine.inner.connector.connect().await?;
     let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .read_buf_exact_size(engine.read_buffer())
         .handshake(io)
         .await
         .map_err(|e| format!("HTTP handshake failed: {}", error_chain(&e)))?;
