@@ -597,9 +597,21 @@ async fn connection_refused_is_a_transient_network_failure() {
 
 /// The bytes on the wire: the rendered body exactly, announced by its content-length, on
 /// every request of a kept-alive connection (the body is shared between requests, not
-/// consumed by the first).
+/// consumed by the first). A small body leaves copied behind the head, a large one from
+/// where it is: both ways are checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_carries_the_rendered_body_byte_for_byte() {
+    let small = bytes_on_the_wire(None).await;
+    assert!(small < 4096, "{small}");
+    let prompt = "x".repeat(20_000);
+    let large =
+        format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{prompt}"}}]}}"#);
+    assert_eq!(bytes_on_the_wire(Some(large)).await, 20_060);
+}
+
+/// Sends 3 prompts over one connection to a server that records them; checks each body
+/// against the engine's and returns its length.
+async fn bytes_on_the_wire(body: Option<String>) -> usize {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -639,7 +651,10 @@ async fn every_request_carries_the_rendered_body_byte_for_byte() {
         }
         seen
     });
-    let cfg = engine_config("openai", &format!("http://{addr}/v1"), false, KEY);
+    let mut cfg = engine_config("openai", &format!("http://{addr}/v1"), false, KEY);
+    if let Some(b) = body {
+        cfg.request.body_bytes = b.into();
+    }
     let body = cfg.request.body_bytes.clone();
     let r = step(cfg, 1, 3).await;
     assert_eq!(r.success(), 3);
@@ -649,6 +664,7 @@ async fn every_request_carries_the_rendered_body_byte_for_byte() {
         assert_eq!(line, "post /v1/chat/completions http/1.1");
         assert_eq!(sent, body.to_vec());
     }
+    body.len()
 }
 
 /// New connections read into 4 KiB buffers once the heads seen fit twice over; a head

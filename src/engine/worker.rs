@@ -23,6 +23,10 @@ use crate::config::provider::Outcome;
 
 type Sender = SendRequest<super::RequestBody>;
 
+/// A request body up to this size is copied into hyper's write buffer (which starts at
+/// 8 KiB) and leaves with its head in one write(2).
+const SMALL_BODY: usize = 4096;
+
 /// Of a body cut at the cap, the bytes kept to classify it and quote it.
 const CUT_BODY_KEPT: usize = 64 * 1024;
 
@@ -640,6 +644,10 @@ async fn open(engine: &Engine) -> Result<Sender, String> {
     let io = engine.inner.connector.connect().await?;
     let (sender, connection) = hyper::client::conn::http1::Builder::new()
         .read_buf_exact_size(engine.read_buffer())
+        // A small body is copied behind the head and sent with one write(2); a large one
+        // is sent from where it is (writev), so that no connection's write buffer grows
+        // to the size of the prompt.
+        .writev(engine.inner.prepared.body.len() > SMALL_BODY)
         .handshake(io)
         .await
         .map_err(|e| format!("HTTP handshake failed: {}", error_chain(&e)))?;
