@@ -300,9 +300,25 @@ impl HeadSizes {
         small.then_some(Self::SMALL)
     }
 
+    /// Turns the small buffers off for good if they are on (the head that did not fit
+    /// was read into one); true if it did.
+    fn turn_off_small(&self) -> bool {
+        let was_on = self.read_buffer().is_some();
+        if was_on {
+            self.too_large.store(true, Ordering::Relaxed);
+        }
+        was_on
+    }
+
     /// Notes a response head: the status line and every header line, at their longest.
+    /// Once the small buffers are off for good there is nothing left to decide.
     fn note(&self, headers: &HeaderMap) {
         const STATUS_LINE: usize = 64;
+        if self.too_large.load(Ordering::Relaxed)
+            || self.largest.load(Ordering::Relaxed) > Self::SMALL / 2
+        {
+            return;
+        }
         let size = STATUS_LINE
             + headers
                 .iter()
@@ -499,9 +515,16 @@ impl Engine {
         self.inner.heads.note(headers)
     }
 
-    /// A response head did not fit the small read buffer: new connections get hyper's
-    /// default from now on.
-    fn heads_too_large(&self) {
-        self.inner.heads.too_large.store(true, Ordering::Relaxed)
+    /// A response head was too large for hyper's read buffer: new connections get
+    /// hyper's default from now on. The note to add to the error when a small buffer was
+    /// in use, `None` otherwise.
+    fn head_too_large(&self) -> Option<String> {
+        self.inner.heads.turn_off_small().then(|| {
+            format!(
+                " (larger than the {} KiB read buffer that earlier heads fitted; new \
+                 connections read into hyper's growing buffer)",
+                HeadSizes::SMALL / 1024
+            )
+        })
     }
 }

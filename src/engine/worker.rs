@@ -553,12 +553,8 @@ async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
                     continue;
                 }
                 let mut why = format!("request failed: {}", error_chain(&e));
-                if e.is_parse_too_large() && engine.read_buffer().is_some() {
-                    engine.heads_too_large();
-                    why.push_str(
-                        " (larger than the 4 KiB read buffer that earlier heads fitted; \
-                         new connections read into hyper's growing buffer)",
-                    );
+                if e.is_parse_too_large() {
+                    why.extend(engine.head_too_large());
                 }
                 return failed(why, start);
             }
