@@ -65,8 +65,9 @@ pub struct RenderedRequest {
     pub body: Value,
     /// The body serialized once.
     pub body_bytes: bytes::Bytes,
-    /// The key, kept only to redact it wherever it might be shown.
-    secret: String,
+    /// The key and every `env.NAME` value the headers or the body read (a gateway's
+    /// token, say), longest first: kept only to redact them wherever they might be shown.
+    secrets: Vec<String>,
 }
 
 impl std::fmt::Debug for RenderedRequest {
@@ -89,13 +90,16 @@ pub const SECRET_HEADERS: &[&str] = &[
 ];
 
 impl RenderedRequest {
-    /// Replaces every occurrence of the key in `text` with `***`.
+    /// Replaces every occurrence of the key, and of each `env.NAME` value the headers or
+    /// the body read, in `text` with `***`.
     pub fn redact(&self, text: &str) -> String {
-        if self.secret.is_empty() {
-            text.to_string()
-        } else {
-            text.replace(&self.secret, "***")
+        let mut out = text.to_string();
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "***");
+            }
         }
+        out
     }
 
     /// The headers as they may be shown: credentials replaced by `***`.
@@ -225,9 +229,16 @@ pub fn template_problems(doc: &Value) -> Vec<(String, String)> {
 
 /// The `env.NAME` variables a provider's templates read.
 pub fn env_names(p: &Provider) -> BTreeSet<String> {
+    env_names_under(p, |_| true)
+}
+
+/// The `env.NAME` variables read by the template strings whose place (a JSON pointer,
+/// as [`template_strings`] gives it) passes `keep`.
+fn env_names_under(p: &Provider, keep: impl Fn(&str) -> bool) -> BTreeSet<String> {
     let doc = serde_json::to_value(p).unwrap_or_default();
     template_strings(&doc)
         .into_iter()
+        .filter(|(at, _)| keep(at))
         .filter_map(|(_, s)| check(&s).ok())
         .flatten()
         .collect()
@@ -312,8 +323,24 @@ pub fn render_request(p: &Provider, vars: &Vars) -> Result<RenderedRequest, Stri
         headers,
         body,
         body_bytes,
-        secret: vars.api_key.clone(),
+        secrets: secrets(p, vars),
     })
+}
+
+/// What [`RenderedRequest::redact`] hides: the key, and the value of every `env.NAME`
+/// that the path, a header or the body reads (credentials travel there, a query-string
+/// token among them; `base_url` is the address, which verbose lines should show).
+/// Longest first, so that a secret holding another is hidden whole.
+fn secrets(p: &Provider, vars: &Vars) -> Vec<String> {
+    let mut secrets: Vec<String> = env_names_under(p, |at| at != "/base_url")
+        .iter()
+        .filter_map(|name| vars.env.get(name).cloned())
+        .chain(std::iter::once(vars.api_key.clone()))
+        .filter(|s| !s.is_empty())
+        .collect();
+    secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    secrets.dedup();
+    secrets
 }
 
 /// `https://h/v1` + `/chat/completions` → `https://h/v1/chat/completions`, with exactly
@@ -378,6 +405,45 @@ mod tests {
         assert_eq!(
             check("{{ env.AZURE_RESOURCE }}.x").unwrap(),
             BTreeSet::from(["AZURE_RESOURCE".to_string()])
+        );
+    }
+
+    #[test]
+    fn env_values_read_by_path_headers_or_body_are_redacted_but_the_base_url_is_not() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/providers/openai.yaml"
+        ))
+        .unwrap()
+        .replacen(
+            "base_url: https://api.openai.com/v1",
+            "base_url: \"{{ env.GW_URL }}\"",
+            1,
+        )
+        .replacen(
+            "path: /chat/completions",
+            "path: \"/chat/completions?sig={{ env.GW_SIG }}\"",
+            1,
+        )
+        .replacen(
+            "    Content-Type: application/json\n",
+            "    Content-Type: application/json\n    Gw-Auth: \"t {{ env.GW_TOKEN }}\"\n",
+            1,
+        );
+        assert!(text.contains("GW_URL") && text.contains("GW_SIG") && text.contains("Gw-Auth"));
+        let p = crate::config::parse_provider(std::path::Path::new("gw.yaml"), &text).unwrap();
+        let mut v = vars("x");
+        v.base_url = "http://127.0.0.1:9/v1".into();
+        v.env = BTreeMap::from([
+            ("GW_URL".to_string(), "http://127.0.0.1:9/v1".to_string()),
+            ("GW_SIG".to_string(), "sig-77aa".to_string()),
+            ("GW_TOKEN".to_string(), "tok-31f0".to_string()),
+        ]);
+        let r = render_request(&p, &v).unwrap();
+        assert_eq!(r.url, "http://127.0.0.1:9/v1/chat/completions?sig=sig-77aa");
+        assert_eq!(
+            r.redact(&format!("{} Gw-Auth: t tok-31f0 key sk-test", r.url)),
+            "http://127.0.0.1:9/v1/chat/completions?sig=*** Gw-Auth: t *** key ***"
         );
     }
 

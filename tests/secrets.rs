@@ -328,3 +328,95 @@ fn a_keys_file_others_can_read_gets_a_warning() {
     );
     assert_no_key("warning", &out, dir.path());
 }
+
+const GATEWAY_TOKEN: &str = "gw-tok-5d1e9b7c33a04f28-LEAKCHECK";
+
+/// A copy of the OpenAI provider behind a gateway: its address comes from
+/// `env.GATEWAY_URL` and a second credential, `env.GATEWAY_TOKEN`, travels in a header
+/// that is not one of the well-known credential headers.
+fn gateway_provider(dir: &Path, sim_base: &str) {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/providers/openai.yaml"
+    ))
+    .unwrap()
+    .replacen("name: openai", "name: gateway", 1)
+    .replacen(
+        "base_url: https://api.openai.com/v1",
+        "base_url: \"{{ env.GATEWAY_URL }}\"",
+        1,
+    )
+    .replacen(
+        "    Content-Type: application/json\n",
+        "    Content-Type: application/json\n    Gateway-Auth: \"Bearer {{ env.GATEWAY_TOKEN }}\"\n",
+        1,
+    );
+    assert!(text.contains("Gateway-Auth"));
+    std::fs::create_dir_all(dir.join("p")).unwrap();
+    std::fs::write(dir.join("p/gateway.yaml"), text).unwrap();
+    let path = dir.join("keys.env");
+    std::fs::write(
+        &path,
+        format!("OPENAI_API_KEY={KEY}\nGATEWAY_TOKEN={GATEWAY_TOKEN}\nGATEWAY_URL={sim_base}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn a_token_read_from_env_in_a_header_is_redacted_like_the_key() {
+    let sim = Sim::start(fast());
+    let base = sim.openai_base_url();
+    let dir = tempfile::tempdir().unwrap();
+    gateway_provider(dir.path(), &base);
+    let common = [
+        "--model",
+        "gpt-4o",
+        "--provider",
+        "gateway",
+        "--providers-dir",
+        "p",
+        "--keys-file",
+        "keys.env",
+    ];
+    let mut plan = vec!["plan"];
+    plan.extend_from_slice(&common);
+    plan.push("--show-request");
+    let out = run_in(dir.path(), &plan, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    // The address is shown (it is where the probe goes), the token is not.
+    assert!(
+        text.contains(&format!("request:  POST {base}/chat/completions\n")),
+        "{text}"
+    );
+    assert!(text.contains("\nGateway-Auth: Bearer ***\n"), "{text}");
+    assert!(text.contains("\nAuthorization: ***\n"), "{text}");
+    assert!(!text.contains(GATEWAY_TOKEN), "{text}");
+    assert_no_key("plan", &out, dir.path());
+
+    let mut probe = common.to_vec();
+    probe.extend_from_slice(&[
+        "--max-workers",
+        "3",
+        "--min-output-tokens",
+        "10",
+        "--verbose",
+        "--output-file",
+        "result.json",
+    ]);
+    let out = run_in(dir.path(), &probe, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "3\n");
+    let mut all = out.stdout.clone();
+    all.extend_from_slice(&out.stderr);
+    all.extend_from_slice(&std::fs::read(dir.path().join("result.json")).unwrap());
+    assert!(
+        !String::from_utf8_lossy(&all).contains(GATEWAY_TOKEN),
+        "{}",
+        stderr(&out)
+    );
+    assert_no_key("probe", &out, dir.path());
+    // The simulator was sent the token itself, not a redaction of it.
+    assert_eq!(sim.stats().requests, 6);
+}
