@@ -140,18 +140,24 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
     // process without a result file).
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut interrupts =
-        Interrupts::install().map_err(|e| Error::Internal(format!("cannot catch Ctrl-C: {e}")))?;
+        Interrupts::install().map_err(|e| Error::Internal(format!("cannot catch signals: {e}")))?;
     let signal_cancel = cancel.clone();
     tokio::spawn(async move {
-        if interrupts.recv().await {
+        if let Some(stop) = interrupts.recv().await {
             signal_cancel.cancel();
+            let notice = match stop {
+                Stop::CtrlC => {
+                    "\ninterrupted: finishing the result file (Ctrl-C again to quit at once)"
+                }
+                Stop::Terminate => {
+                    "\nterminated: finishing the result file (a second signal quits at once)"
+                }
+            };
             // Printed from its own thread: a stderr that blocks (a paused pager) must
-            // not keep this task from seeing the second Ctrl-C.
-            std::thread::spawn(|| {
-                eprintln!("\ninterrupted: finishing the result file (Ctrl-C again to quit at once)")
-            });
-            if interrupts.recv().await {
-                // The second Ctrl-C: the person wants out now.
+            // not keep this task from seeing the second signal.
+            std::thread::spawn(move || eprintln!("{notice}"));
+            if interrupts.recv().await.is_some() {
+                // The second signal: the person (or the scheduler) wants out now.
                 std::process::exit(i32::from(crate::exit::INTERRUPTED));
             }
         }
@@ -208,27 +214,52 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
     Ok(outcome)
 }
 
-/// Ctrl-C (SIGINT), caught from the moment [`Interrupts::install`] returns.
+/// Ctrl-C (SIGINT) and, on Unix, SIGTERM (what `kill`, a batch scheduler or a container
+/// runtime sends), caught from the moment [`Interrupts::install`] returns.
 struct Interrupts {
     #[cfg(unix)]
-    inner: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
     #[cfg(windows)]
-    inner: tokio::signal::windows::CtrlC,
+    interrupt: tokio::signal::windows::CtrlC,
+}
+
+/// Which signal asked the run to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    CtrlC,
+    Terminate,
 }
 
 impl Interrupts {
-    /// Installs the handler now (needs a runtime).
+    /// Installs the handlers now (needs a runtime).
     fn install() -> std::io::Result<Interrupts> {
         #[cfg(unix)]
-        let inner = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Interrupts {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
         #[cfg(windows)]
-        let inner = tokio::signal::windows::ctrl_c()?;
-        Ok(Interrupts { inner })
+        Ok(Interrupts {
+            interrupt: tokio::signal::windows::ctrl_c()?,
+        })
     }
 
-    /// The next Ctrl-C; false if no more can come.
-    async fn recv(&mut self) -> bool {
-        self.inner.recv().await.is_some()
+    /// The next signal; `None` if no more can come.
+    async fn recv(&mut self) -> Option<Stop> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                got = self.interrupt.recv() => got.map(|()| Stop::CtrlC),
+                got = self.terminate.recv() => got.map(|()| Stop::Terminate),
+            }
+        }
+        #[cfg(windows)]
+        self.interrupt.recv().await.map(|()| Stop::CtrlC)
     }
 }
 
@@ -394,6 +425,8 @@ pub fn simulate(port: u16, settings: SimulatorSettings) -> Result<(), Error> {
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async move {
+        let mut interrupts = Interrupts::install()
+            .map_err(|e| Error::Internal(format!("cannot catch signals: {e}")))?;
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let server = crate::simulate::SimServer::start(settings, addr)
             .await
@@ -406,7 +439,7 @@ pub fn simulate(port: u16, settings: SimulatorSettings) -> Result<(), Error> {
         );
         eprintln!("settings: {}", server.describe());
         eprintln!("stats: GET http://{}/stats; Ctrl-C stops", server.addr);
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = interrupts.recv().await;
         let s = server.stats();
         server.shutdown().await;
         eprintln!(

@@ -1,7 +1,7 @@
 //! Ctrl-C, as SIGINT to the real binary: during a step, during a cooldown and during the
 //! first request. Each time the probe ends with exit 130 and a result file (schema-valid)
 //! holding the completed runs and `interrupted: true`. A second SIGINT ends the process
-//! at once, even when finishing after the first one is stuck.
+//! at once, even when finishing after the first one is stuck. SIGTERM is taken the same way.
 
 mod common;
 
@@ -49,6 +49,20 @@ const NOTICE: &str = "interrupted: finishing the result file (Ctrl-C again to qu
 
 #[test]
 fn ctrl_c_during_a_step_keeps_the_completed_steps() {
+    signal_during_a_step_keeps_the_completed_steps(libc::SIGINT, NOTICE);
+}
+
+/// SIGTERM is what `kill`, a batch scheduler or a container runtime sends: the probe
+/// finishes its result file the same way.
+#[test]
+fn sigterm_during_a_step_keeps_the_completed_steps() {
+    signal_during_a_step_keeps_the_completed_steps(
+        libc::SIGTERM,
+        "terminated: finishing the result file (a second signal quits at once)",
+    );
+}
+
+fn signal_during_a_step_keeps_the_completed_steps(sig: i32, notice: &str) {
     // No limit; each answer takes 400 ms: step 1 (3 workers, 6 prompts) takes two rounds,
     // and step 2 is still running when the signal comes.
     let sim = Sim::start(SimulatorSettings {
@@ -62,11 +76,11 @@ fn ctrl_c_during_a_step_keeps_the_completed_steps() {
     let p = spawn_in(dir.path(), &probe_args(&base, &[]), &[]);
     p.wait_for_line(|l| l == "step 2: 6 workers, 12 prompts", SECS(30));
     let sent = Instant::now();
-    p.signal(libc::SIGINT);
+    p.signal(sig);
     let (status, out, err) = p.finish(SECS(20));
     assert_eq!(status.code(), Some(130), "stderr:\n{err}");
     assert!(sent.elapsed() < SECS(5), "took {:?}", sent.elapsed());
-    assert!(err.contains(NOTICE), "{err}");
+    assert!(err.contains(&format!("\n{notice}\n")), "{err}");
     assert!(err.contains("result written to result.json"), "{err}");
     let r = read_result(&dir.path().join("result.json"));
     assert_eq!(r["interrupted"], true);
@@ -189,7 +203,7 @@ fn full_pipe() -> (OwnedFd, OwnedFd) {
 }
 
 #[test]
-fn a_second_ctrl_c_quits_at_once_when_finishing_is_stuck() {
+fn a_second_signal_quits_at_once_when_finishing_is_stuck() {
     let sim = cooldown_sim();
     let dir = tempfile::tempdir().unwrap();
     let base = sim.openai_base_url();
@@ -207,7 +221,8 @@ fn a_second_ctrl_c_quits_at_once_when_finishing_is_stuck() {
     p.wait_for_line(|l| l == "result written to result.json", SECS(10));
     assert_cooldown_result(dir.path());
     assert_eq!(p.wait_timeout(Duration::from_millis(500)), None);
-    p.signal(libc::SIGINT);
+    // The second signal may be either kind: here a SIGTERM after the Ctrl-C.
+    p.signal(libc::SIGTERM);
     let sent = Instant::now();
     let status = p.wait_timeout(SECS(1));
     assert!(
@@ -249,4 +264,24 @@ fn a_second_ctrl_c_quits_at_once_when_stderr_is_stuck() {
         "still running 1 s after the second Ctrl-C"
     );
     assert_eq!(status.unwrap().code(), Some(130));
+}
+
+/// `simulate` runs until stopped: Ctrl-C or SIGTERM ends it with its counts and exit 0.
+#[test]
+fn simulate_stops_on_ctrl_c_or_sigterm_with_its_counts() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = spawn_in(dir.path(), &["simulate", "--port", "0"], &[]);
+        p.wait_for_line(|l| l.starts_with("stats: GET http://127.0.0.1:"), SECS(30));
+        p.signal(sig);
+        let (status, out, err) = p.finish(SECS(10));
+        assert_eq!(status.code(), Some(0), "signal {sig}; stderr:\n{err}");
+        assert_eq!(out, "");
+        assert!(
+            err.ends_with(
+                "\nserved 0 requests: 0 ok, 0 rate limited, 0 faults; at most 0 in flight\n"
+            ),
+            "signal {sig}; stderr:\n{err}"
+        );
+    }
 }
