@@ -56,7 +56,12 @@ where
     let n = r.runs.len().max(1) as u32;
     let max_w = r.runs.iter().map(|x| x.workers).max().unwrap_or(1).max(1);
     let title = match r.recommended_workers {
-        Some(w) => format!("{} on {}: recommended {w} workers", r.model, r.provider),
+        Some(w) => format!(
+            "{} on {}: recommended {}",
+            r.model,
+            r.provider,
+            crate::report::workers(w)
+        ),
         None => format!(
             "{} on {}: no recommendation ({})",
             r.model, r.provider, r.outcome

@@ -319,7 +319,8 @@ pub async fn run(
                 .unwrap_or_else(|| "no answer".into());
             outcome = "fatal";
             error = Some(Error::ProviderFatal(format!(
-                "every prompt of the step at {workers} workers failed after {} retries (last: {last}); nothing can be measured",
+                "every prompt of the step at {} failed after {} retries (last: {last}); nothing can be measured",
+                crate::report::workers(workers),
                 settings.max_retries
             )));
             break;
@@ -443,7 +444,7 @@ fn limits_insight_entry(
 
 fn proven_note(history: &[StepOutcome]) -> String {
     match planner::proven(history) {
-        Some(w) => format!("; proven so far: {w} workers"),
+        Some(w) => format!("; proven so far: {}", crate::report::workers(w)),
         None => "; nothing proven yet".into(),
     }
 }

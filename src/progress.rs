@@ -133,7 +133,7 @@ impl Progress {
         let mut inner = self.lock();
         inner.clear_widget();
         inner.counts = Counts::default();
-        let label = format!("step {}: {workers} workers", index + 1);
+        let label = format!("step {}: {}", index + 1, crate::report::workers(workers));
         match inner.live {
             Some(live) => {
                 let bar = ProgressBar::with_draw_target(Some(u64::from(prompts)), live.target())
@@ -175,9 +175,9 @@ impl Progress {
         let mut inner = self.lock();
         inner.clear_widget();
         inner.line(&format!(
-            "step {}: {} workers: {} ({} ok, {} rate limited, {} failed) in {}",
+            "step {}: {}: {} ({} ok, {} rate limited, {} failed) in {}",
             index + 1,
-            record.workers,
+            crate::report::workers(record.workers),
             record.status.replace('_', " "),
             record.success,
             record.rate_limited,
@@ -193,14 +193,18 @@ impl Progress {
         let mut inner = self.lock();
         inner.clear_widget();
         let line = format!(
-            "cooling down {:.1}s ({reason}) before {next_workers} workers",
-            wait.as_secs_f64()
+            "cooling down {:.1}s ({reason}) before {}",
+            wait.as_secs_f64(),
+            crate::report::workers(next_workers)
         );
         match inner.live {
             Some(live) => {
                 let bar = ProgressBar::with_draw_target(None, live.target())
                     .with_style(countdown_style(wait))
-                    .with_message(format!("({reason}) before {next_workers} workers"));
+                    .with_message(format!(
+                        "({reason}) before {}",
+                        crate::report::workers(next_workers)
+                    ));
                 bar.enable_steady_tick(Duration::from_millis(100));
                 inner.widget = Some(Widget {
                     bar,

@@ -148,3 +148,53 @@ fn demo_scenario_runs_with_no_key_and_no_network() {
         started.elapsed()
     );
 }
+
+/// An account that takes one request at a time: the probe scales back 3 → 2 → 1 and says
+/// so in words ("1 worker", not "1 workers").
+#[test]
+fn a_cap_of_1_recommends_1_and_says_1_worker() {
+    let sim = Sim::start(concurrency_cap(1));
+    let dir = tempfile::tempdir().unwrap();
+    let base = sim.openai_base_url();
+    let out = probe_at(
+        dir.path(),
+        "openai",
+        "gpt-4o",
+        &base,
+        ("OPENAI_API_KEY", "sk-test-e2e"),
+        &[],
+    );
+    assert_eq!(stdout(&out), "1\n", "stderr:\n{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0));
+    let result = read_result(&dir.path().join("r.json"));
+    assert_eq!(
+        steps_of(&result),
+        step_list(&[(3, "rate_limited"), (2, "rate_limited"), (1, "passed")])
+    );
+    // The progress lines, without the steps' durations. The 429s come back at once, so a
+    // step's rate-limited workers use its prompts up while the one slot is busy.
+    let err = stderr(&out);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("step ")
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+                || l.starts_with("cooling down ")
+        })
+        .map(|l| l.split(" in ").next().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "step 1: 3 workers, 6 prompts",
+            "step 1: 3 workers: rate limited (2 ok, 4 rate limited, 0 failed)",
+            "cooling down 1.0s (retry hint 1.0s) before 2 workers",
+            "step 2: 2 workers, 6 prompts",
+            "step 2: 2 workers: rate limited (1 ok, 5 rate limited, 0 failed)",
+            "cooling down 1.0s (retry hint 1.0s) before 1 worker",
+            "step 3: 1 worker, 6 prompts",
+            "step 3: 1 worker: passed (6 ok, 0 rate limited, 0 failed)",
+        ],
+        "{err}"
+    );
+}

@@ -38,8 +38,8 @@ pub fn summary_table(result: &ProbeResult) -> String {
     if result.cap_reached {
         let _ = writeln!(
             out,
-            "max-workers reached: yes ({} workers passed; the account may sustain more: raise --max-workers)",
-            result.settings.max_workers
+            "max-workers reached: yes ({} passed; the account may sustain more: raise --max-workers)",
+            workers(result.settings.max_workers)
         );
     } else {
         out.push_str("max-workers reached: no\n");
@@ -69,9 +69,9 @@ pub fn summary_table(result: &ProbeResult) -> String {
         for warning in &run.warnings {
             let _ = writeln!(
                 out,
-                "warning: step {} ({} workers): {warning}",
+                "warning: step {} ({}): {warning}",
                 index + 1,
-                run.workers
+                workers(run.workers)
             );
         }
     }
@@ -180,6 +180,15 @@ fn latency(ms: f64) -> String {
         format!("{ms:.0}ms")
     } else {
         format!("{:.2}s", ms / 1000.0)
+    }
+}
+
+/// A worker count as words: "1 worker", "18 workers".
+pub fn workers(n: u32) -> String {
+    if n == 1 {
+        "1 worker".to_string()
+    } else {
+        format!("{n} workers")
     }
 }
 
