@@ -38,6 +38,9 @@ pub const MAX_PROMPT_BYTES: u64 = 1 << 20;
 /// Everything one probe needs, checked.
 #[derive(Debug, Clone)]
 pub struct ProbeSettings {
+    /// The proxies from the environment (`HTTP_PROXY`, `NO_PROXY`, ...), read once: the
+    /// key check and the engine see the same route.
+    pub proxy: crate::engine::ProxySettings,
     /// Scenario name, when the probe came from one.
     pub scenario: Option<String>,
     pub provider: Provider,
@@ -315,6 +318,7 @@ pub fn resolve_with(
     }
 
     let mut settings = ProbeSettings {
+        proxy: crate::engine::ProxySettings::from_env(),
         scenario: sc.name.clone().or_else(|| {
             sc_path
                 .and_then(|p| p.file_stem())
@@ -410,12 +414,26 @@ impl ProbeSettings {
             .api_key
             .as_ref()
             .is_some_and(|k| !k.expose().is_empty());
-        if scheme == "http" && has_key && !is_loopback(host) && !self.provider.auth.allow_plain_http
-        {
-            return Err(usage(format!(
-                "refusing to send {} over plain http to {host}: use https, or set `auth.allow_plain_http: true` in the provider file",
-                self.provider.auth.key_env.as_deref().unwrap_or("the API key")
-            )));
+        if scheme == "http" && has_key && !self.provider.auth.allow_plain_http {
+            let key = self
+                .provider
+                .auth
+                .key_env
+                .as_deref()
+                .unwrap_or("the API key");
+            if !is_loopback(host) {
+                return Err(usage(format!(
+                    "refusing to send {key} over plain http to {host}: use https, or set `auth.allow_plain_http: true` in the provider file"
+                )));
+            }
+            // A target on this machine, but the bytes' first hop is a proxy elsewhere.
+            if let Some(proxy) = self.proxy.proxy_host_for(&uri) {
+                if !is_loopback(&proxy) {
+                    return Err(usage(format!(
+                        "refusing to send {key} over plain http through the proxy {proxy}: use https, a proxy on this machine, NO_PROXY for the target, or set `auth.allow_plain_http: true` in the provider file"
+                    )));
+                }
+            }
         }
         self.base_url = rendered;
         Ok(())
@@ -439,7 +457,7 @@ impl ProbeSettings {
             max_body_bytes: MAX_BODY_BYTES,
             ca_cert: self.ca_cert.clone(),
             verbose: self.verbose,
-            proxy: crate::engine::ProxySettings::from_env(),
+            proxy: self.proxy.clone(),
             log: crate::engine::LogSink::stderr(),
             on_prompt: Default::default(),
         })

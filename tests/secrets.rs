@@ -268,6 +268,62 @@ fn a_key_is_not_sent_over_plain_http_to_a_remote_host() {
     assert_no_key("refusal", &out, dir.path());
 }
 
+/// A plain-http target on this machine, reached through an http proxy elsewhere: the key
+/// would cross the network in clear text to the proxy, so it is refused the same way.
+/// `NO_PROXY` for the target, or a proxy on this machine, lets it through.
+#[test]
+fn a_key_is_not_sent_over_plain_http_through_a_remote_proxy() {
+    let sim = Sim::start(fast());
+    let dir = tempfile::tempdir().unwrap();
+    keys_file(dir.path());
+    let base = sim.openai_base_url();
+    let args = [
+        "--model",
+        "gpt-4o",
+        "--provider",
+        "openai",
+        "--base-url",
+        &base,
+        "--keys-file",
+        "keys.env",
+        "--min-output-tokens",
+        "10",
+        "--max-workers",
+        "3",
+    ];
+    for var in ["HTTP_PROXY", "http_proxy", "ALL_PROXY"] {
+        let out = run_in(
+            dir.path(),
+            &args,
+            &[(var, "http://user:pw@10.255.255.1:3128")],
+        );
+        assert_eq!(out.status.code(), Some(2), "{var}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            "error: refusing to send OPENAI_API_KEY over plain http through the proxy 10.255.255.1: use https, a proxy on this machine, NO_PROXY for the target, or set `auth.allow_plain_http: true` in the provider file\n",
+            "{var}"
+        );
+        assert_eq!(stdout(&out), "");
+        assert_no_key("remote proxy", &out, dir.path());
+        let mut plan = vec!["plan"];
+        plan.extend_from_slice(&args[..8]);
+        let out = run_in(dir.path(), &plan, &[(var, "http://10.255.255.1:3128")]);
+        assert_eq!(out.status.code(), Some(2), "plan, {var}: {}", stderr(&out));
+    }
+    assert_eq!(sim.stats().requests, 0);
+    let out = run_in(
+        dir.path(),
+        &args,
+        &[
+            ("HTTP_PROXY", "http://10.255.255.1:3128"),
+            ("NO_PROXY", "127.0.0.1"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "3\n");
+    assert_no_key("NO_PROXY", &out, dir.path());
+}
+
 #[test]
 fn allow_plain_http_in_the_provider_file_lets_it_through() {
     let dir = tempfile::tempdir().unwrap();

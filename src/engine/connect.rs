@@ -51,6 +51,13 @@ impl ProxySettings {
         }
     }
 
+    /// The host of the proxy that requests to `target` go through, if any: the first
+    /// hop of their bytes.
+    pub fn proxy_host_for(&self, target: &Uri) -> Option<String> {
+        let intercept = self.matcher.as_ref()?.intercept(target)?;
+        intercept.uri().host().map(str::to_string)
+    }
+
     /// Explicit values, with the meaning of the environment variables of the same names.
     pub fn explicit(
         http_proxy: Option<&str>,
