@@ -81,24 +81,38 @@ pub fn schema(kind: SchemaKind) -> Result<(), Error> {
 
 /// `providers`: name, models, key variable and source of every loaded provider.
 pub fn providers(dirs: &[std::path::PathBuf]) -> Result<(), Error> {
+    use crate::report::summary::{table, Align};
     let reg = Registry::load(dirs, true).map_err(Error::Config)?;
-    let mut out = String::new();
-    for e in reg.entries() {
-        let p = &e.provider;
-        let key = p.auth.key_env.as_deref().unwrap_or("(no key)");
-        out.push_str(&format!(
-            "{:<16} {:<28} {:<22} {}",
-            p.name,
-            p.models.join(","),
-            key,
-            e.source
-        ));
-        if let Some(r) = &e.replaced {
-            out.push_str(&format!("  (replaces {r})"));
-        }
-        out.push('\n');
-    }
-    print_stdout(&out)
+    // The model globs last: one provider's list can be long, and the columns before it
+    // stay aligned whatever its length.
+    let rows: Vec<Vec<String>> = reg
+        .entries()
+        .iter()
+        .map(|e| {
+            let p = &e.provider;
+            let source = match &e.replaced {
+                Some(r) => format!("{} (replaces {r})", e.source),
+                None => e.source.to_string(),
+            };
+            vec![
+                p.name.clone(),
+                p.auth.key_env.clone().unwrap_or_else(|| "(no key)".into()),
+                source,
+                if p.models.is_empty() {
+                    "(none: chosen with --provider)".to_string()
+                } else {
+                    p.models.join(", ")
+                },
+            ]
+        })
+        .collect();
+    let headers = [
+        ("provider", Align::Left),
+        ("key", Align::Left),
+        ("file", Align::Left),
+        ("models", Align::Left),
+    ];
+    print_stdout(&table(&headers, &rows))
 }
 
 /// Runs a probe: starts the simulator if the scenario asks for one, runs the loop,

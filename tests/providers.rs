@@ -867,24 +867,26 @@ fn validate_accepts_every_built_in_file() {
     assert_eq!(stderr, expected);
 }
 
-/// `providers` lists every built-in file with its source, one exact line each.
+/// `providers` lists every built-in file with its source, one exact line each under a
+/// header; the model globs last, so a long list does not push the other columns.
 const PROVIDERS_LISTING: &str = "\
-anthropic        claude-*                     ANTHROPIC_API_KEY      built-in (providers/anthropic.yaml)
-azure-openai                                  AZURE_OPENAI_API_KEY   built-in (providers/azure-openai.yaml)
-cohere           command-*                    CO_API_KEY             built-in (providers/cohere.yaml)
-deepseek         deepseek-chat*,deepseek-reasoner* DEEPSEEK_API_KEY       built-in (providers/deepseek.yaml)
-fireworks                                     FIREWORKS_API_KEY      built-in (providers/fireworks.yaml)
-gemini           gemini-*                     GEMINI_API_KEY         built-in (providers/gemini.yaml)
-gemini-openai                                 GEMINI_API_KEY         built-in (providers/gemini-openai.yaml)
-groq             llama-*-versatile,llama-*-instant GROQ_API_KEY           built-in (providers/groq.yaml)
-mistral          mistral-*,open-mistral-*,open-mixtral-*,codestral-*,ministral-*,pixtral-*,magistral-*,devstral-* MISTRAL_API_KEY        built-in (providers/mistral.yaml)
-ollama                                        (no key)               built-in (providers/ollama.yaml)
-openai           gpt-*,o1*,o3*,o4*,chatgpt-*  OPENAI_API_KEY         built-in (providers/openai.yaml)
-openrouter       */*                          OPENROUTER_API_KEY     built-in (providers/openrouter.yaml)
-simulated        sim-*                        SIMULATED_API_KEY      built-in (providers/simulated.yaml)
-together                                      TOGETHER_API_KEY       built-in (providers/together.yaml)
-vllm                                          VLLM_API_KEY           built-in (providers/vllm.yaml)
-xai              grok-*                       XAI_API_KEY            built-in (providers/xai.yaml)
+provider       key                   file                                     models
+anthropic      ANTHROPIC_API_KEY     built-in (providers/anthropic.yaml)      claude-*
+azure-openai   AZURE_OPENAI_API_KEY  built-in (providers/azure-openai.yaml)   (none: chosen with --provider)
+cohere         CO_API_KEY            built-in (providers/cohere.yaml)         command-*
+deepseek       DEEPSEEK_API_KEY      built-in (providers/deepseek.yaml)       deepseek-chat*, deepseek-reasoner*
+fireworks      FIREWORKS_API_KEY     built-in (providers/fireworks.yaml)      (none: chosen with --provider)
+gemini         GEMINI_API_KEY        built-in (providers/gemini.yaml)         gemini-*
+gemini-openai  GEMINI_API_KEY        built-in (providers/gemini-openai.yaml)  (none: chosen with --provider)
+groq           GROQ_API_KEY          built-in (providers/groq.yaml)           llama-*-versatile, llama-*-instant
+mistral        MISTRAL_API_KEY       built-in (providers/mistral.yaml)        mistral-*, open-mistral-*, open-mixtral-*, codestral-*, ministral-*, pixtral-*, magistral-*, devstral-*
+ollama         (no key)              built-in (providers/ollama.yaml)         (none: chosen with --provider)
+openai         OPENAI_API_KEY        built-in (providers/openai.yaml)         gpt-*, o1*, o3*, o4*, chatgpt-*
+openrouter     OPENROUTER_API_KEY    built-in (providers/openrouter.yaml)     */*
+simulated      SIMULATED_API_KEY     built-in (providers/simulated.yaml)      sim-*
+together       TOGETHER_API_KEY      built-in (providers/together.yaml)       (none: chosen with --provider)
+vllm           VLLM_API_KEY          built-in (providers/vllm.yaml)           (none: chosen with --provider)
+xai            XAI_API_KEY           built-in (providers/xai.yaml)            grok-*
 ";
 
 #[test]
@@ -927,10 +929,11 @@ fn a_user_file_in_providers_dir_replaces_the_built_in_one() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     let groq_line = stdout.lines().find(|l| l.starts_with("groq ")).unwrap();
+    // The file column is as wide as its widest entry, this one.
     assert_eq!(
         groq_line,
         format!(
-            "groq             my-llama-*                   GROQ_API_KEY           {}  (replaces built-in (providers/groq.yaml))",
+            "groq           GROQ_API_KEY          {} (replaces built-in (providers/groq.yaml))  my-llama-*",
             mine.display()
         )
     );

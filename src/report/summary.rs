@@ -95,7 +95,7 @@ const COLUMNS: [(&str, Align); 11] = [
 ];
 
 #[derive(Clone, Copy, PartialEq)]
-enum Align {
+pub(crate) enum Align {
     Left,
     Right,
 }
@@ -136,6 +136,12 @@ fn steps_table(runs: &[RunRecord]) -> String {
         })
         .collect();
 
+    table(&headers, &rows)
+}
+
+/// Rows under their headers, each column as wide as its widest cell, two spaces apart;
+/// no trailing spaces.
+pub(crate) fn table(headers: &[(&str, Align)], rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = headers
         .iter()
         .enumerate()
@@ -168,7 +174,7 @@ fn steps_table(runs: &[RunRecord]) -> String {
         out.push('\n');
     };
     line(headers.iter().map(|(h, _)| *h).collect());
-    for row in &rows {
+    for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
     out
