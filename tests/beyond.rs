@@ -12,17 +12,7 @@ fn workers(result: &serde_json::Value) -> Vec<u64> {
 
 #[test]
 fn refine_on_a_cap_of_45_recommends_45_where_the_ramp_alone_says_40() {
-    let sim = Sim::start(concurrency_cap(45));
-    let dir = tempfile::tempdir().unwrap();
-    let base = sim.openai_base_url();
-    let out = probe_at(
-        dir.path(),
-        "openai",
-        "gpt-4o",
-        &base,
-        ("OPENAI_API_KEY", "sk-test-refine"),
-        &["--refine"],
-    );
+    let CapProbe { dir, out, .. } = probe_openai_at_cap(45, &["--refine"]);
     assert_eq!(stdout(&out), "45\n", "stderr:\n{}", stderr(&out));
     let r = read_result(&dir.path().join("r.json"));
     // The spec ramp: 60 and 48 fail, floor(48 × 0.8) = 38 ≤ 40 → 40. Then bisection.
@@ -47,17 +37,7 @@ fn refine_on_a_cap_of_45_recommends_45_where_the_ramp_alone_says_40() {
 
 #[test]
 fn a_spend_cap_smaller_than_the_ramp_stops_before_the_step_that_would_break_it() {
-    let sim = Sim::start(concurrency_cap(24));
-    let dir = tempfile::tempdir().unwrap();
-    let base = sim.openai_base_url();
-    let out = probe_at(
-        dir.path(),
-        "openai",
-        "gpt-4o",
-        &base,
-        ("OPENAI_API_KEY", "sk-test-cap"),
-        &["--max-prompts", "100"],
-    );
+    let CapProbe { sim, dir, out } = probe_openai_at_cap(24, &["--max-prompts", "100"]);
     // 6 + 12 + 24 + 36 = 78 prompts; the 27-worker step (54 prompts) would make 132.
     assert_eq!(out.status.code(), Some(6), "stderr:\n{}", stderr(&out));
     assert_eq!(stdout(&out), "18\n");
@@ -240,15 +220,8 @@ fn advertised_rpm_implies_the_worker_count_the_probe_measures() {
 /// the spend cap must still hold (a newcomer trial saw 70 prompts sent under a cap of 60).
 #[test]
 fn spend_caps_hold_under_step_duration() {
-    let sim = Sim::start(concurrency_cap(24));
-    let dir = tempfile::tempdir().unwrap();
-    let base = sim.openai_base_url();
-    let out = probe_at(
-        dir.path(),
-        "openai",
-        "gpt-4o",
-        &base,
-        ("OPENAI_API_KEY", "sk-test-cap-duration"),
+    let CapProbe { sim, dir, out } = probe_openai_at_cap(
+        24,
         &[
             "--max-workers",
             "12",

@@ -13,17 +13,7 @@ fn step_list(v: &[(u64, &str)]) -> Vec<(u64, String)> {
 
 #[test]
 fn openai_flavor_cap_24_recommends_21() {
-    let sim = Sim::start(concurrency_cap(24));
-    let dir = tempfile::tempdir().unwrap();
-    let base = sim.openai_base_url();
-    let out = probe_at(
-        dir.path(),
-        "openai",
-        "gpt-4o",
-        &base,
-        ("OPENAI_API_KEY", "sk-test-e2e"),
-        &[],
-    );
+    let CapProbe { sim, dir, out } = probe_openai_at_cap(24, &[]);
     assert_eq!(stdout(&out), "21\n", "stderr:\n{}", stderr(&out));
     assert_eq!(out.status.code(), Some(0));
     let result = read_result(&dir.path().join("r.json"));
@@ -153,17 +143,7 @@ fn demo_scenario_runs_with_no_key_and_no_network() {
 /// so in words ("1 worker", not "1 workers").
 #[test]
 fn a_cap_of_1_recommends_1_and_says_1_worker() {
-    let sim = Sim::start(concurrency_cap(1));
-    let dir = tempfile::tempdir().unwrap();
-    let base = sim.openai_base_url();
-    let out = probe_at(
-        dir.path(),
-        "openai",
-        "gpt-4o",
-        &base,
-        ("OPENAI_API_KEY", "sk-test-e2e"),
-        &[],
-    );
+    let CapProbe { sim, dir, out } = probe_openai_at_cap(1, &[]);
     assert_eq!(stdout(&out), "1\n", "stderr:\n{}", stderr(&out));
     assert_eq!(out.status.code(), Some(0));
     let result = read_result(&dir.path().join("r.json"));
@@ -171,6 +151,7 @@ fn a_cap_of_1_recommends_1_and_says_1_worker() {
         steps_of(&result),
         step_list(&[(3, "rate_limited"), (2, "rate_limited"), (1, "passed")])
     );
+    assert_eq!(sim.stats().max_in_flight, 1);
     // The progress lines, without the steps' durations. The 429s come back at once, so a
     // step's rate-limited workers use its prompts up while the one slot is busy.
     let err = stderr(&out);

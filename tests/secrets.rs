@@ -276,25 +276,11 @@ fn a_key_is_not_sent_over_plain_http_through_a_remote_proxy() {
     let sim = Sim::start(fast());
     let dir = tempfile::tempdir().unwrap();
     keys_file(dir.path());
-    let base = sim.openai_base_url();
-    let args = [
-        "--model",
-        "gpt-4o",
-        "--provider",
-        "openai",
-        "--base-url",
-        &base,
-        "--keys-file",
-        "keys.env",
-        "--min-output-tokens",
-        "10",
-        "--max-workers",
-        "3",
-    ];
     for var in ["HTTP_PROXY", "http_proxy", "ALL_PROXY"] {
-        let out = run_in(
+        let out = probe(
+            &sim,
             dir.path(),
-            &args,
+            &[],
             &[(var, "http://user:pw@10.255.255.1:3128")],
         );
         assert_eq!(out.status.code(), Some(2), "{var}: {}", stderr(&out));
@@ -305,20 +291,25 @@ fn a_key_is_not_sent_over_plain_http_through_a_remote_proxy() {
         );
         assert_eq!(stdout(&out), "");
         assert_no_key("remote proxy", &out, dir.path());
-        let mut plan = vec!["plan"];
-        plan.extend_from_slice(&args[..8]);
+        let base = sim.openai_base_url();
+        let plan = [
+            "plan",
+            "--model",
+            "gpt-4o",
+            "--base-url",
+            &base,
+            "--keys-file",
+            "keys.env",
+        ];
         let out = run_in(dir.path(), &plan, &[(var, "http://10.255.255.1:3128")]);
         assert_eq!(out.status.code(), Some(2), "plan, {var}: {}", stderr(&out));
     }
     assert_eq!(sim.stats().requests, 0);
-    let out = run_in(
-        dir.path(),
-        &args,
-        &[
-            ("HTTP_PROXY", "http://10.255.255.1:3128"),
-            ("NO_PROXY", "127.0.0.1"),
-        ],
-    );
+    let proxy_but_not_for_the_target = [
+        ("HTTP_PROXY", "http://10.255.255.1:3128"),
+        ("NO_PROXY", "127.0.0.1"),
+    ];
+    let out = probe(&sim, dir.path(), &[], &proxy_but_not_for_the_target);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), "3\n");
     assert_no_key("NO_PROXY", &out, dir.path());

@@ -132,6 +132,29 @@ pub fn probe_at(
     run_in(dir, &args, &env)
 }
 
+/// A probe of `gpt-4o` through the built-in openai file against a simulator that takes
+/// `cap` requests at a time ([`concurrency_cap`]); the result file is `r.json` in `dir`.
+pub struct CapProbe {
+    pub sim: Sim,
+    pub dir: tempfile::TempDir,
+    pub out: Output,
+}
+
+pub fn probe_openai_at_cap(cap: u32, extra: &[&str]) -> CapProbe {
+    let sim = Sim::start(concurrency_cap(cap));
+    let dir = tempfile::tempdir().unwrap();
+    let base = sim.openai_base_url();
+    let out = probe_at(
+        dir.path(),
+        "openai",
+        "gpt-4o",
+        &base,
+        ("OPENAI_API_KEY", "sk-test-cap"),
+        extra,
+    );
+    CapProbe { sim, dir, out }
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
