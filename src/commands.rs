@@ -55,7 +55,7 @@ pub fn validate(files: &[std::path::PathBuf]) -> Result<(), Error> {
     let mut errors = Vec::new();
     for f in files {
         match config::validate_file(f) {
-            Ok(kind) => eprintln!("ok: {} ({})", f.display(), kind_name(kind)),
+            Ok(kind) => crate::note!("ok: {} ({})", f.display(), kind_name(kind)),
             Err(e) => errors.push(e),
         }
     }
@@ -124,7 +124,7 @@ pub fn run_probe(settings: &ProbeSettings) -> Result<(), Error> {
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     let outcome = runtime.block_on(probe_async(settings.clone()))?;
     let result = &outcome.result;
-    eprint!("{}", crate::report::summary_table(result));
+    crate::note_raw!("{}", crate::report::summary_table(result));
     if let Some(path) = &settings.output_file {
         crate::report::write_result_atomically(path, result).map_err(|e| {
             Error::Internal(format!(
@@ -133,11 +133,11 @@ pub fn run_probe(settings: &ProbeSettings) -> Result<(), Error> {
                 config::io_reason(&e)
             ))
         })?;
-        eprintln!("result written to {}", path.display());
+        crate::note!("result written to {}", path.display());
     }
     if let Some(path) = &settings.chart {
         crate::chart::write(path, result).map_err(Error::Internal)?;
-        eprintln!("chart written to {}", path.display());
+        crate::note!("chart written to {}", path.display());
     }
     if let Some(w) = result.recommended_workers {
         print_stdout(&format!("{w}\n"))?;
@@ -169,7 +169,7 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
             };
             // Printed from its own thread: a stderr that blocks (a paused pager) must
             // not keep this task from seeing the second signal.
-            std::thread::spawn(move || eprintln!("{notice}"));
+            std::thread::spawn(move || crate::note!("{notice}"));
             if interrupts.recv().await.is_some() {
                 // The second signal: the person (or the scheduler) wants out now.
                 std::process::exit(i32::from(crate::exit::INTERRUPTED));
@@ -191,7 +191,7 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
         } else {
             server.anthropic_base_url()
         };
-        eprintln!("simulator listening on {base}");
+        crate::note!("simulator listening on {base}");
         settings.set_base_url(Some(&base))?;
         sim = Some(server);
     }
@@ -445,20 +445,24 @@ pub fn simulate(port: u16, settings: SimulatorSettings) -> Result<(), Error> {
         let server = crate::simulate::SimServer::start(settings, addr)
             .await
             .map_err(|e| Error::Internal(format!("cannot listen on {addr}: {e}")))?;
-        eprintln!(
+        crate::note!(
             "simulator listening on http://{} (OpenAI base URL {}, Anthropic base URL {})",
             server.addr,
             server.openai_base_url(),
             server.anthropic_base_url()
         );
-        eprintln!("settings: {}", server.describe());
-        eprintln!("stats: GET http://{}/stats; Ctrl-C stops", server.addr);
+        crate::note!("settings: {}", server.describe());
+        crate::note!("stats: GET http://{}/stats; Ctrl-C stops", server.addr);
         let _ = interrupts.recv().await;
         let s = server.stats();
         server.shutdown().await;
-        eprintln!(
+        crate::note!(
             "served {} requests: {} ok, {} rate limited, {} faults; at most {} in flight",
-            s.requests, s.ok, s.rate_limited, s.faults, s.max_in_flight
+            s.requests,
+            s.ok,
+            s.rate_limited,
+            s.faults,
+            s.max_in_flight
         );
         Ok(())
     })

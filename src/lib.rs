@@ -20,6 +20,26 @@
 //! - [`simulate`]: the built-in simulated provider, for demos, tests and benchmarks.
 //! - [`commands`]: one function per subcommand; [`exit`]: the exit codes.
 
+/// `eprintln!` that never panics: a stderr that cannot be written (`2>/dev/full`, a log
+/// pipe that went away) must not stop a probe or lose its result file. What is said there
+/// is lost; the count on stdout, the result file and the exit code are not.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// [`note!`] without the newline.
+#[macro_export]
+macro_rules! note_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod chart;
 pub mod classify;
 pub mod cli;

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Ok(Err(e)) => {
             if !matches!(e, find_workers_limit::Error::Interrupted) {
                 for line in e.to_string().lines() {
-                    eprintln!("error: {line}");
+                    find_workers_limit::note!("error: {line}");
                 }
             }
             ExitCode::from(e.exit_code())
@@ -37,7 +37,7 @@ fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!(
+        find_workers_limit::note!(
             "error: internal error (a bug; please report it): {}{place}",
             find_workers_limit::config::keys::redact_known(&message)
         );

@@ -288,7 +288,7 @@ pub fn resolve_with(
     // Keys and env variables, checked before anything is sent.
     let keys = Keys::load(args.keys_file.as_deref())?;
     if let Some(w) = keys.warning() {
-        eprintln!("{w}");
+        crate::note!("{w}");
     }
     let api_key = match &provider.auth.key_env {
         Some(name) => match keys.get(name) {

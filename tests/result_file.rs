@@ -137,3 +137,52 @@ fn an_existing_result_is_replaced_whole() {
     assert_eq!(std::fs::read(dir.path().join("old.json")).unwrap(), first);
     assert_eq!(names(dir.path()), ["old.json", "result.json"]);
 }
+
+/// A stderr that cannot be written (`2>/dev/full`; a log pipe that went away) loses the
+/// progress lines, not the probe: the count, the result file and exit 0 as usual.
+#[test]
+fn a_full_stderr_loses_the_progress_lines_not_the_result() {
+    let sim = Sim::start(SimulatorSettings {
+        ttft_ms: Some(10),
+        tokens_per_second: Some(0),
+        output_tokens: Some(20),
+        ..Default::default()
+    });
+    let base = sim.openai_base_url();
+    for verbose in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--model",
+            "sim-gpt",
+            "--provider",
+            "simulated",
+            "--base-url",
+            &base,
+            "--max-workers",
+            "3",
+            "--min-output-tokens",
+            "10",
+            "--output-file",
+            "r.json",
+        ];
+        if verbose {
+            args.push("--verbose");
+        }
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let p = spawn_with(
+            dir.path(),
+            &args,
+            &[],
+            std::process::Stdio::piped(),
+            std::process::Stdio::from(full),
+        );
+        let (status, out, _) = p.finish(std::time::Duration::from_secs(30));
+        assert_eq!(status.code(), Some(0), "verbose {verbose}");
+        assert_eq!(out, "3\n", "verbose {verbose}");
+        let r = read_result(&dir.path().join("r.json"));
+        assert_eq!(r["recommended_workers"], 3, "verbose {verbose}");
+    }
+}
