@@ -320,16 +320,16 @@ pub fn plan(settings: &ProbeSettings, show_request: bool) -> Result<String, Erro
     let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
     let _ = writeln!(
         out,
-        "\nsteps if every step passes: {} ({} steps, {ramp_prompts} prompts)",
+        "\nsteps if every step passes: {} ({}, {ramp_prompts} prompts)",
         list(&ramp),
-        ramp.len()
+        crate::report::count(ramp.len() as u64, "step", "steps")
     );
     let worst = planner::worst_case_steps(&settings.planner);
     let _ = writeln!(
         out,
-        "worst case:                 {} ({} steps)\n",
+        "worst case:                 {} ({})\n",
         list(&worst),
-        worst.len()
+        crate::report::count(worst.len() as u64, "step", "steps")
     );
     let caps = settings.caps;
     let priced = settings.provider.pricing.is_some();

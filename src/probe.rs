@@ -125,8 +125,8 @@ pub fn run_record(settings: &ProbeSettings, step: &StepResult, cooldown: Duratio
     let failed = step.failed();
     if failed > 0 && step.fatal.is_none() {
         warnings.push(format!(
-            "{failed} prompt(s) failed after {} retries",
-            settings.max_retries
+            "{failed} prompt(s) failed after {}",
+            crate::report::count(u64::from(settings.max_retries), "retry", "retries")
         ));
     }
     let error = step.fatal.clone().or_else(|| {
@@ -258,7 +258,12 @@ pub async fn run(
                     r.cooldown_ms = wait.as_millis() as u64;
                 }
                 observer.cooldown(wait, &reason, workers);
+                let started = std::time::Instant::now();
                 if !sleep_or_cancel(wait, cancel).await {
+                    // Cut short: the record says how long it really waited.
+                    if let Some(r) = runs.last_mut() {
+                        r.cooldown_ms = started.elapsed().as_millis() as u64;
+                    }
                     interrupted = true;
                     break;
                 }
@@ -319,9 +324,9 @@ pub async fn run(
                 .unwrap_or_else(|| "no answer".into());
             outcome = "fatal";
             error = Some(Error::ProviderFatal(format!(
-                "every prompt of the step at {} failed after {} retries (last: {last}); nothing can be measured",
+                "every prompt of the step at {} failed after {} (last: {last}); nothing can be measured",
                 crate::report::workers(workers),
-                settings.max_retries
+                crate::report::count(u64::from(settings.max_retries), "retry", "retries")
             )));
             break;
         }

@@ -19,7 +19,7 @@ pub(crate) mod summary;
 mod write;
 
 pub use stats::{cost_usd, percentiles, step_cost, worst_case_cost};
-pub use summary::{format_duration_ms, summary_table, workers};
+pub use summary::{count, format_duration_ms, summary_table, workers};
 pub use write::{write_atomically, write_result_atomically};
 
 /// The result file. A superset of the seed spec's (`model`, `recommended_workers`,

@@ -81,6 +81,10 @@ fn signal_during_a_step_keeps_the_completed_steps(sig: i32, notice: &str) {
     assert_eq!(status.code(), Some(130), "stderr:\n{err}");
     assert!(sent.elapsed() < SECS(5), "took {:?}", sent.elapsed());
     assert!(err.contains(&format!("\n{notice}\n")), "{err}");
+    assert!(
+        err.contains("\ninterrupted: yes (the steps above are what was measured before it was stopped: Ctrl-C or SIGTERM)\n"),
+        "{err}"
+    );
     assert!(err.contains("result written to result.json"), "{err}");
     let r = read_result(&dir.path().join("result.json"));
     assert_eq!(r["interrupted"], true);
@@ -148,6 +152,11 @@ fn ctrl_c_during_a_cooldown_ends_the_wait_at_once() {
     assert!(sent.elapsed() < SECS(3), "took {:?}", sent.elapsed());
     assert!(err.contains(NOTICE), "{err}");
     assert_cooldown_result(dir.path());
+    // The record says how long the cooldown lasted, not how long it was to last.
+    let r = read_result(&dir.path().join("result.json"));
+    let waited = r["runs"][1]["cooldown_ms"].as_u64().unwrap();
+    // (The signal follows the "cooling down" line within a millisecond or so: 0 is fair.)
+    assert!(waited < 3000, "cooldown_ms {waited}");
     assert_eq!(out, "3\n");
 }
 
@@ -180,6 +189,7 @@ fn ctrl_c_during_the_first_request_writes_an_empty_interrupted_step() {
     assert_eq!(runs(&r), vec![(3, "interrupted".to_string(), 0)]);
     assert_eq!(r["runs"][0]["prompts"], 0);
     assert_eq!(r["totals"]["prompts"], 0);
+    assert!(err.contains("\ntotals: 1 step, 0 prompts ("), "{err}");
     // The simulator saw exactly the one request, and it was closed by the client.
     assert_eq!(sim.stats().requests, 1);
 }

@@ -45,14 +45,14 @@ pub fn summary_table(result: &ProbeResult) -> String {
         out.push_str("max-workers reached: no\n");
     }
     if result.interrupted {
-        out.push_str("interrupted: yes (the steps above are what was measured before Ctrl-C)\n");
+        out.push_str("interrupted: yes (the steps above are what was measured before it was stopped: Ctrl-C or SIGTERM)\n");
     }
 
     let t = &result.totals;
     let _ = write!(
         out,
-        "totals: {} steps, {} prompts ({} ok, {} rate limited, {} failed), {} input + {} output tokens",
-        t.steps,
+        "totals: {}, {} prompts ({} ok, {} rate limited, {} failed), {} input + {} output tokens",
+        count(u64::from(t.steps), "step", "steps"),
         thousands(t.prompts),
         thousands(t.success),
         thousands(t.rate_limited),
@@ -189,13 +189,18 @@ fn latency(ms: f64) -> String {
     }
 }
 
+/// A count and its noun: "1 step", "3 steps".
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 /// A worker count as words: "1 worker", "18 workers".
 pub fn workers(n: u32) -> String {
-    if n == 1 {
-        "1 worker".to_string()
-    } else {
-        format!("{n} workers")
-    }
+    count(u64::from(n), "worker", "workers")
 }
 
 /// A wall time in milliseconds: "850ms", "2.3s", "1m05s".
@@ -397,7 +402,7 @@ totals: 3 steps, 18 prompts (0 ok, 18 rate limited, 0 failed), 0 input + 0 outpu
         assert!(text.contains("\nmax-workers reached: yes (100 workers passed; the account may sustain more: raise --max-workers)\n"), "{text}");
         assert!(
             text.contains(
-                "\ninterrupted: yes (the steps above are what was measured before Ctrl-C)\n"
+                "\ninterrupted: yes (the steps above are what was measured before it was stopped: Ctrl-C or SIGTERM)\n"
             ),
             "{text}"
         );
