@@ -327,20 +327,47 @@ pub fn render_request(p: &Provider, vars: &Vars) -> Result<RenderedRequest, Stri
     })
 }
 
+/// The shortest `env.NAME` value treated as a secret. A shorter one (a version, a flag, a
+/// region code) is no credential, and hiding it would garble every address and number that
+/// holds its characters (`sig=1` made `http://***27.0.0.***`). The key is hidden whatever
+/// its length.
+pub const MIN_ENV_SECRET_CHARS: usize = 8;
+
 /// What [`RenderedRequest::redact`] hides: the key, and the value of every `env.NAME`
 /// that the path, a header or the body reads (credentials travel there, a query-string
-/// token among them; `base_url` is the address, which verbose lines should show).
-/// Longest first, so that a secret holding another is hidden whole.
+/// token among them; `base_url` is the address, which verbose lines should show) and is
+/// at least [`MIN_ENV_SECRET_CHARS`] long. Each also as it appears inside a JSON string
+/// (`"` and `\` escaped: the body, a server's reply quoting it) and inside such a string
+/// quoted again (an error message that quotes that reply). Longest first, so that a
+/// secret holding another is hidden whole.
 fn secrets(p: &Provider, vars: &Vars) -> Vec<String> {
-    let mut secrets: Vec<String> = env_names_under(p, |at| at != "/base_url")
+    let names = env_names_under(p, |at| at != "/base_url");
+    let env_values = names
         .iter()
         .filter_map(|name| vars.env.get(name).cloned())
+        .filter(|v| v.chars().count() >= MIN_ENV_SECRET_CHARS);
+    let mut secrets: Vec<String> = env_values
         .chain(std::iter::once(vars.api_key.clone()))
         .filter(|s| !s.is_empty())
+        .flat_map(|s| {
+            let once = json_escaped(&s);
+            let twice = json_escaped(&once);
+            [s, once, twice]
+        })
         .collect();
     secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     secrets.dedup();
     secrets
+}
+
+/// `s` as it reads between the quotes of a JSON string.
+fn json_escaped(s: &str) -> String {
+    let quoted = serde_json::to_string(s).unwrap_or_default();
+    quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(s)
+        .to_string()
 }
 
 /// `https://h/v1` + `/chat/completions` → `https://h/v1/chat/completions`, with exactly
@@ -445,6 +472,43 @@ mod tests {
             r.redact(&format!("{} Gw-Auth: t tok-31f0 key sk-test", r.url)),
             "http://127.0.0.1:9/v1/chat/completions?sig=*** Gw-Auth: t *** key ***"
         );
+    }
+
+    #[test]
+    fn env_secrets_are_hidden_raw_and_json_escaped_and_short_values_are_not_secrets() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/providers/openai.yaml"
+        ))
+        .unwrap()
+        .replacen(
+            "path: /chat/completions",
+            "path: \"/chat/completions?v={{ env.GW_VERSION }}\"",
+            1,
+        )
+        .replacen(
+            "    Content-Type: application/json\n",
+            "    Content-Type: application/json\n    Gw-Auth: \"{{ env.GW_TOKEN }}\"\n",
+            1,
+        );
+        let p = crate::config::parse_provider(std::path::Path::new("gw.yaml"), &text).unwrap();
+        let mut v = vars("sk-test-key");
+        v.base_url = "http://127.0.0.1:9/v1".into();
+        let token = r#"to"k\en-31f0"#;
+        v.env = BTreeMap::from([
+            ("GW_VERSION".to_string(), "1".to_string()),
+            ("GW_TOKEN".to_string(), token.to_string()),
+        ]);
+        let r = render_request(&p, &v).unwrap();
+        // One JSON string holding the token, and that JSON quoted again.
+        let once = serde_json::to_string(token).unwrap();
+        let twice = serde_json::to_string(&once).unwrap();
+        assert_eq!(once, r#""to\"k\\en-31f0""#);
+        assert_eq!(
+            r.redact(&format!("{} raw {token} json {once} twice {twice}", r.url)),
+            r#"http://127.0.0.1:9/v1/chat/completions?v=1 raw *** json "***" twice "\"***\"""#
+        );
+        assert_eq!(r.redact("max_tokens 1000"), "max_tokens 1000");
     }
 
     #[test]
