@@ -7,7 +7,8 @@
 //!
 //! `URL` is an OpenAI base URL (`http://127.0.0.1:PORT/v1`). The engine is built the way
 //! the binary builds it (`commands::probe_async`): flags → `ProbeSettings` → rendered
-//! request → `Classifier` → `EngineConfig`, on the same multi-threaded tokio runtime
+//! request → `Classifier` → `EngineConfig` with the progress display's per-prompt hook
+//! (writing nowhere), on the same multi-threaded tokio runtime
 //! (its worker count follows the CPU affinity, so `taskset -c 1` means one worker
 //! thread, as for oha). Retries are off so that a failure shows as a failure.
 
@@ -77,11 +78,15 @@ fn print_request(settings: &ProbeSettings) {
 }
 
 async fn step(settings: ProbeSettings, workers: u32, requests: u32) {
-    // Built exactly as the probe builds it, with no proxy and no verbose output.
+    // Built as the probe builds it, with no proxy and no verbose output; the progress
+    // display counts every prompt as the probe's does (its lines go nowhere: a terminal's
+    // redraws are not the engine's cost).
     let mut config = settings.engine_config().expect("engine config");
     config.ca_cert = None;
     config.verbose = false;
     config.proxy = ProxySettings::none();
+    let progress = find_workers_limit::progress::Progress::plain(Box::new(std::io::sink()));
+    config.on_prompt = progress.prompt_hook();
     let engine = Engine::new(config).expect("engine");
     let spec = StepSpec {
         workers,

@@ -3,11 +3,9 @@
 use std::io::Write;
 
 use crate::cli::{Cli, Command};
-use crate::config::provider::Outcome;
 use crate::config::registry::Registry;
 use crate::config::scenario::SimulatorSettings;
 use crate::config::{self, SchemaKind};
-use crate::progress::PromptOutcome;
 use crate::settings::{self, ProbeSettings};
 use crate::Error;
 
@@ -211,14 +209,7 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
         );
     }
     let mut config = settings.engine_config()?;
-    let progress = observer.clone();
-    config.on_prompt = crate::engine::PromptHook::new(move |o| {
-        progress.prompt_done(match o {
-            Outcome::Success => PromptOutcome::Ok,
-            Outcome::RateLimited => PromptOutcome::RateLimited,
-            Outcome::Transient | Outcome::Fatal => PromptOutcome::Failed,
-        })
-    });
+    config.on_prompt = observer.prompt_hook();
     let engine = crate::engine::Engine::new(config).map_err(Error::Usage)?;
     let outcome = crate::probe::run(&settings, &engine, &cancel, &observer).await;
     observer.finish();

@@ -149,6 +149,19 @@ impl Progress {
         }
     }
 
+    /// The engine's per-prompt hook that counts into this display: what the probe installs.
+    pub fn prompt_hook(&self) -> crate::engine::PromptHook {
+        use crate::config::provider::Outcome;
+        let progress = self.clone();
+        crate::engine::PromptHook::new(move |o| {
+            progress.prompt_done(match o {
+                Outcome::Success => PromptOutcome::Ok,
+                Outcome::RateLimited => PromptOutcome::RateLimited,
+                Outcome::Transient | Outcome::Fatal => PromptOutcome::Failed,
+            })
+        })
+    }
+
     /// One prompt of the running step finished.
     pub fn prompt_done(&self, outcome: PromptOutcome) {
         let mut inner = self.lock();
