@@ -62,24 +62,7 @@ fn a_failed_write_leaves_no_partial_file() {
     });
     let dir = tempfile::tempdir().unwrap();
     let base = sim.openai_base_url();
-    let mut running = spawn_in(
-        dir.path(),
-        &[
-            "--model",
-            "sim-gpt",
-            "--provider",
-            "simulated",
-            "--base-url",
-            &base,
-            "--max-workers",
-            "3",
-            "--min-output-tokens",
-            "10",
-            "--output-file",
-            "result.json",
-        ],
-        &[],
-    );
+    let mut running = spawn_in(dir.path(), &three_workers(&base, "result.json"), &[]);
     running.wait_for_line(
         |l| l.starts_with("step 1: 3 workers"),
         std::time::Duration::from_secs(20),
@@ -151,20 +134,7 @@ fn a_full_stderr_loses_the_progress_lines_not_the_result() {
     let base = sim.openai_base_url();
     for verbose in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let mut args = vec![
-            "--model",
-            "sim-gpt",
-            "--provider",
-            "simulated",
-            "--base-url",
-            &base,
-            "--max-workers",
-            "3",
-            "--min-output-tokens",
-            "10",
-            "--output-file",
-            "r.json",
-        ];
+        let mut args = three_workers(&base, "r.json");
         if verbose {
             args.push("--verbose");
         }
@@ -185,4 +155,22 @@ fn a_full_stderr_loses_the_progress_lines_not_the_result() {
         let r = read_result(&dir.path().join("r.json"));
         assert_eq!(r["recommended_workers"], 3, "verbose {verbose}");
     }
+}
+
+/// A probe of the simulated provider at `base` up to 3 workers, its result in `output`.
+fn three_workers<'a>(base: &'a str, output: &'a str) -> Vec<&'a str> {
+    vec![
+        "--model",
+        "sim-gpt",
+        "--provider",
+        "simulated",
+        "--base-url",
+        base,
+        "--max-workers",
+        "3",
+        "--min-output-tokens",
+        "10",
+        "--output-file",
+        output,
+    ]
 }
