@@ -110,7 +110,7 @@ pub fn run_record(settings: &ProbeSettings, step: &StepResult, cooldown: Duratio
     };
     let mut outcomes_by_rule = std::collections::BTreeMap::new();
     for p in &step.prompts {
-        *outcomes_by_rule.entry(p.rule.clone()).or_insert(0u32) += 1;
+        *outcomes_by_rule.entry(p.rule.to_string()).or_insert(0u32) += 1;
     }
     let mut warnings = Vec::new();
     if success > 0 {

@@ -73,7 +73,7 @@ async fn success_counts_exact_usage() {
     assert_eq!(r.prompts.len(), 6);
     for p in &r.prompts {
         assert_eq!(
-            (p.outcome, p.rule.as_str(), p.status),
+            (p.outcome, p.rule.as_ref(), p.status),
             (Outcome::Success, "success", Some(200))
         );
         assert_eq!(
@@ -123,7 +123,7 @@ async fn http_429_is_counted_as_rate_limited_and_not_retried() {
     assert_eq!(retries(&r), vec![0; 10]);
     let limited = &r.prompts[9];
     assert_eq!(
-        (limited.status, limited.rule.as_str()),
+        (limited.status, limited.rule.as_ref()),
         (Some(429), "rate limited")
     );
     let stats = sim.stats();
@@ -260,7 +260,7 @@ async fn server_errors_forever_fail_after_exactly_three_retries() {
     assert_eq!(outcomes(&r), vec![Outcome::Transient]);
     let p = &r.prompts[0];
     assert_eq!(
-        (p.retries, p.status, p.rule.as_str()),
+        (p.retries, p.status, p.rule.as_ref()),
         (3, Some(500), "overloaded")
     );
     assert_eq!(r.failed(), 1);
@@ -330,7 +330,7 @@ async fn mid_stream_rate_limit_is_rate_limited_not_retried() {
     let r = step(anthropic(&sim, true), 1, 2).await;
     assert_eq!(outcomes(&r), vec![Outcome::RateLimited; 2]);
     assert_eq!(r.prompts[0].status, Some(200));
-    assert_eq!(r.prompts[0].rule, "stream rate limit");
+    assert_eq!(r.prompts[0].rule.as_ref(), "stream rate limit");
     assert_eq!(sim.stats().requests, 2);
 }
 
@@ -345,7 +345,7 @@ async fn truncated_body_is_a_transport_failure_retried_then_failed() {
     assert_eq!(outcomes(&r), vec![Outcome::Transient]);
     let p = &r.prompts[0];
     assert_eq!(
-        (p.retries, p.status, p.rule.as_str()),
+        (p.retries, p.status, p.rule.as_ref()),
         (3, Some(200), "network")
     );
     let error = p.error.as_deref().unwrap_or("");
@@ -373,6 +373,40 @@ async fn a_stall_hits_the_request_timeout() {
     assert_eq!(p.error.as_deref(), Some("request timed out after 300ms"));
     assert!(p.latency >= Duration::from_millis(300) && p.latency < Duration::from_secs(2));
     assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(sim.stats().requests, 2);
+}
+
+/// The worker keeps one timer across its requests: a stall after a slow success still
+/// gets the whole timeout from its own start, not what was left of the first request's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_gets_the_whole_timeout_from_its_own_start() {
+    let sim = sim(SimulatorSettings {
+        ttft_ms: Some(200),
+        // Every second request stalls.
+        fault_stall_rate: Some(0.5),
+        ..fast()
+    })
+    .await;
+    let mut cfg = openai(&sim, false);
+    cfg.request_timeout = Duration::from_millis(300);
+    cfg.max_retries = 0;
+    let r = step(cfg, 1, 2).await;
+    let (ok, stalled) = (&r.prompts[0], &r.prompts[1]);
+    assert_eq!(
+        (ok.outcome, stalled.outcome, stalled.error.as_deref()),
+        (
+            Outcome::Success,
+            Outcome::Transient,
+            Some("request timed out after 300ms")
+        )
+    );
+    // The first request's deadline fell 100 ms into the second one.
+    assert!(ok.latency >= Duration::from_millis(200), "{:?}", ok.latency);
+    assert!(
+        stalled.latency >= Duration::from_millis(300) && stalled.latency < Duration::from_secs(2),
+        "{:?}",
+        stalled.latency
+    );
     assert_eq!(sim.stats().requests, 2);
 }
 
@@ -588,7 +622,7 @@ async fn connection_refused_is_a_transient_network_failure() {
     let r = step(cfg, 1, 1).await;
     let p = &r.prompts[0];
     assert_eq!(
-        (p.outcome, p.retries, p.status, p.rule.as_str()),
+        (p.outcome, p.retries, p.status, p.rule.as_ref()),
         (Outcome::Transient, 2, None, "network")
     );
     let error = p.error.as_deref().unwrap_or("");

@@ -396,7 +396,7 @@ fn every_fixture_is_classified_as_the_reference_says() {
         let resp = fixture(r.provider, r.fixture);
         let got = c.classify(&resp);
         let at = format!("{}/{}", r.provider, r.fixture);
-        if (got.outcome, got.rule.as_str()) != (r.outcome, r.rule) {
+        if (got.outcome, got.rule.as_ref()) != (r.outcome, r.rule) {
             failures.push(format!(
                 "{at}: classified {} by rule `{}`, expected {} by rule `{}`",
                 got.outcome, got.rule, r.outcome, r.rule

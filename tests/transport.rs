@@ -71,7 +71,7 @@ async fn tls_without_the_ca_fails_with_a_certificate_error() {
     let r = step(cfg, 1, 1).await;
     let p = &r.prompts[0];
     assert_eq!(
-        (p.outcome, p.status, p.rule.as_str()),
+        (p.outcome, p.status, p.rule.as_ref()),
         (Outcome::Transient, None, "network")
     );
     let error = p.error.as_deref().unwrap_or("");

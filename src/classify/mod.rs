@@ -82,8 +82,9 @@ pub struct ResponseData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Classified {
     pub outcome: Outcome,
-    /// Name of the rule that decided (or `"unmatched 5xx"`, `"network"`, ...).
-    pub rule: String,
+    /// Name of the rule that decided (or `"unmatched 5xx"`, `"network"`, ...); shared
+    /// with the rule (every response gets one: a clone is a count, not a copy).
+    pub rule: Arc<str>,
     /// The rule's message, for fatal outcomes and reports.
     pub message: Option<String>,
 }
@@ -623,7 +624,7 @@ fn parse_json_body(bytes: &[u8], paths: &PathSet) -> Option<Parsed> {
 
 #[derive(Debug)]
 struct CompiledRule {
-    name: String,
+    name: Arc<str>,
     statuses: Vec<u16>,
     headers: Vec<CompiledHeader>,
     json: Vec<CompiledJson>,
@@ -659,7 +660,8 @@ impl CompiledRule {
             name: rule
                 .name
                 .clone()
-                .unwrap_or_else(|| format!("rule #{}", index + 1)),
+                .unwrap_or_else(|| format!("rule #{}", index + 1))
+                .into(),
             statuses: rule
                 .status
                 .iter()
@@ -1007,7 +1009,7 @@ rate_limits:
 
     fn verdict(c: &Classifier, r: &ResponseData) -> (Outcome, String, Option<String>) {
         let v = c.classify(r);
-        (v.outcome, v.rule, v.message)
+        (v.outcome, v.rule.to_string(), v.message)
     }
 
     fn some(s: &str) -> Option<String> {
@@ -1186,10 +1188,7 @@ rate_limits:
         );
         r.events = parse_sse(&noise);
         let v = c.classify(&r);
-        assert_eq!(
-            (v.outcome, v.rule.as_str()),
-            (Outcome::RateLimited, "limited")
-        );
+        assert_eq!((v.outcome, &*v.rule), (Outcome::RateLimited, "limited"));
         let message = v.message.unwrap();
         assert!(
             message.chars().count() <= "HTTP 429 (limited): ".len() + SNIPPET_CHARS,

@@ -186,7 +186,7 @@ pub struct PromptRecord {
     /// Final outcome: success, rate_limited, fatal, or transient (= failed after retries).
     pub outcome: Outcome,
     /// The rule that decided the final attempt.
-    pub rule: String,
+    pub rule: Arc<str>,
     /// Status of the final attempt (`None`: no response).
     pub status: Option<u16>,
     /// Latency of the final attempt.

@@ -2,6 +2,7 @@
 //! shared counter; one attempt = connect if needed, send, read the whole body, classify.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::Poll;
@@ -14,6 +15,7 @@ use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
 use rand::Rng;
 use tokio::task::JoinSet;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::connect::{error_chain, human};
@@ -186,6 +188,9 @@ async fn worker(step: Arc<Step>, w: u32) -> WorkerOut {
         ..WorkerOut::default()
     };
     let mut conn: Option<Sender> = None;
+    // Due at once: the first attempt moves it to its own deadline (see `Deadline`).
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
     let canary = w == 0 && !step.gate.is_cancelled();
     let _open = canary.then(|| OpenOnDrop(&step.gate));
     if w != 0 {
@@ -211,7 +216,7 @@ async fn worker(step: Arc<Step>, w: u32) -> WorkerOut {
                 _ => break,
             }
         }
-        run_prompt(&step, w, i, &mut conn, &mut out, first).await;
+        run_prompt(&step, w, i, &mut conn, timer.as_mut(), &mut out, first).await;
         if first {
             // The canary's prompt is over (and was not fatal, or `stop` fired): let the
             // others in.
@@ -297,6 +302,7 @@ async fn run_prompt(
     w: u32,
     i: u64,
     conn: &mut Option<Sender>,
+    mut timer: Pin<&mut Sleep>,
     out: &mut WorkerOut,
     canary: bool,
 ) {
@@ -317,7 +323,7 @@ async fn run_prompt(
                     *conn = None;
                     return;
                 }
-                a = send(engine, conn) => a,
+                a = send(engine, conn, timer.as_mut()) => a,
             }
         };
         let resp = &attempt.resp;
@@ -374,7 +380,7 @@ async fn run_prompt(
             step.limited.store(true, Ordering::Relaxed);
         }
         if c.outcome == Outcome::Fatal {
-            let message = error.clone().unwrap_or_else(|| c.rule.clone());
+            let message = error.clone().unwrap_or_else(|| c.rule.to_string());
             let _ = step.fatal.set(message);
             step.stop.set();
         }
@@ -494,11 +500,10 @@ fn log_attempt(
 
 /// One attempt: (re)connect if needed, send, read the whole body; all within the
 /// request timeout. Never fails: a failure is a `ResponseData` with `transport_error`.
-async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
+async fn send(engine: &Engine, conn: &mut Option<Sender>, timer: Pin<&mut Sleep>) -> Attempt {
     let cfg = engine.config();
     let start = Instant::now();
-    let deadline = tokio::time::sleep(cfg.request_timeout);
-    tokio::pin!(deadline);
+    let mut deadline = Deadline::new(timer, start + cfg.request_timeout);
     let timed_out = || format!("request timed out after {}", human(cfg.request_timeout));
     let failed = |e: String, start: Instant| Attempt {
         resp: ResponseData {
@@ -634,6 +639,41 @@ async fn send(engine: &Engine, conn: &mut Option<Sender>) -> Attempt {
     }
 }
 
+/// One attempt's request timeout, on a timer its worker keeps from one attempt to the
+/// next. A timer armed per request costs a wheel insertion and a removal, each under the
+/// time driver's lock; the kept timer stays where it is while it is due no later than
+/// this deadline, and when it fires early it is moved here. So it is moved about once per
+/// timeout period, and a request that times out still ends at its own deadline.
+struct Deadline<'a> {
+    timer: Pin<&'a mut Sleep>,
+    at: tokio::time::Instant,
+}
+
+impl<'a> Deadline<'a> {
+    fn new(mut timer: Pin<&'a mut Sleep>, at: Instant) -> Deadline<'a> {
+        let at = tokio::time::Instant::from_std(at);
+        if timer.deadline() > at {
+            timer.as_mut().reset(at);
+        }
+        Deadline { timer, at }
+    }
+}
+
+impl Future for Deadline<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        loop {
+            std::task::ready!(self.timer.as_mut().poll(cx));
+            let at = self.at;
+            if self.timer.deadline() >= at {
+                return Poll::Ready(());
+            }
+            self.timer.as_mut().reset(at);
+        }
+    }
+}
+
 /// A new connection and its HTTP/1.1 handshake; the connection task is spawned and ends
 /// when the worker drops the sender.
 async fn open(engine: &Engine) -> Result<Sender, String> {
@@ -665,10 +705,12 @@ fn is_event_stream(headers: &http::HeaderMap) -> bool {
 /// Body chunks as they arrive, joined once at the end (a single chunk is not copied).
 /// Nothing is copied while the body comes in, so a body cut at the cap holds the cap
 /// and no more (a growing contiguous buffer would briefly hold half as much again while
-/// it doubles).
+/// it doubles). The first chunk is held apart: most bodies are one chunk, and then no
+/// list is allocated.
 #[derive(Default)]
 struct BodyBuf {
-    chunks: Vec<Bytes>,
+    first: Bytes,
+    rest: Vec<Bytes>,
     len: usize,
 }
 
@@ -679,15 +721,24 @@ impl BodyBuf {
 
     fn push(&mut self, data: Bytes) {
         self.len += data.len();
-        self.chunks.push(data);
+        if self.first.is_empty() && self.rest.is_empty() {
+            self.first = data;
+        } else {
+            self.rest.push(data);
+        }
+    }
+
+    #[cfg(test)]
+    fn chunks(&self) -> usize {
+        usize::from(!self.first.is_empty()) + self.rest.len()
     }
 
     /// Keeps only the first `max` bytes (enough to classify and quote a cut body) and
     /// frees the rest now.
     fn keep_head(&mut self, max: usize) {
         let mut kept = 0;
-        let mut n = 0;
-        for c in &mut self.chunks {
+        let mut n = 0usize;
+        for c in std::iter::once(&mut self.first).chain(&mut self.rest) {
             if kept >= max {
                 break;
             }
@@ -697,23 +748,24 @@ impl BodyBuf {
             kept += c.len();
             n += 1;
         }
-        self.chunks.truncate(n);
-        self.chunks.shrink_to_fit();
+        self.rest.truncate(n.saturating_sub(1));
+        self.rest.shrink_to_fit();
+        if n == 0 {
+            self.first = Bytes::new();
+        }
         self.len = kept;
     }
 
-    fn finish(mut self) -> Bytes {
-        match self.chunks.len() {
-            0 => Bytes::new(),
-            1 => self.chunks.pop().unwrap_or_default(),
-            _ => {
-                let mut b = BytesMut::with_capacity(self.len);
-                for c in self.chunks.drain(..) {
-                    b.extend_from_slice(&c);
-                }
-                b.freeze()
-            }
+    fn finish(self) -> Bytes {
+        if self.rest.is_empty() {
+            return self.first;
         }
+        let mut b = BytesMut::with_capacity(self.len);
+        b.extend_from_slice(&self.first);
+        for c in &self.rest {
+            b.extend_from_slice(c);
+        }
+        b.freeze()
     }
 }
 
@@ -761,12 +813,19 @@ mod tests {
         }
         b.keep_head(5);
         assert_eq!(b.len(), 5);
-        assert_eq!(b.chunks.len(), 2);
+        assert_eq!(b.chunks(), 2);
         assert_eq!(b.finish(), Bytes::from_static(b"abcde"));
         let mut b = BodyBuf::default();
         b.push(Bytes::from("abc"));
         b.keep_head(10);
         assert_eq!(b.finish(), Bytes::from_static(b"abc"));
+        let mut b = BodyBuf::default();
+        for part in ["abc", "def"] {
+            b.push(Bytes::from(part));
+        }
+        b.keep_head(2);
+        assert_eq!((b.len(), b.chunks()), (2, 1));
+        assert_eq!(b.finish(), Bytes::from_static(b"ab"));
     }
 
     #[test]
