@@ -410,6 +410,17 @@ async fn each_request_gets_the_whole_timeout_from_its_own_start() {
     assert_eq!(sim.stats().requests, 2);
 }
 
+/// A timeout too long to add to the clock (`--request-timeout 500000000000years`) is a
+/// timeout that never comes, not a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_past_the_end_of_the_clock_never_fires() {
+    let sim = sim(fast()).await;
+    let mut cfg = openai(&sim, false);
+    cfg.request_timeout = Duration::MAX;
+    let r = step(cfg, 2, 4).await;
+    assert_eq!(outcomes(&r), vec![Outcome::Success; 4]);
+}
+
 async fn exactly_w_in_flight(w: u32) {
     let sim = sim(SimulatorSettings {
         ttft_ms: Some(300),

@@ -503,7 +503,7 @@ fn log_attempt(
 async fn send(engine: &Engine, conn: &mut Option<Sender>, timer: Pin<&mut Sleep>) -> Attempt {
     let cfg = engine.config();
     let start = Instant::now();
-    let mut deadline = Deadline::new(timer, start + cfg.request_timeout);
+    let mut deadline = Deadline::new(timer, start, cfg.request_timeout);
     let timed_out = || format!("request timed out after {}", human(cfg.request_timeout));
     let failed = |e: String, start: Instant| Attempt {
         resp: ResponseData {
@@ -650,8 +650,13 @@ struct Deadline<'a> {
 }
 
 impl<'a> Deadline<'a> {
-    fn new(mut timer: Pin<&'a mut Sleep>, at: Instant) -> Deadline<'a> {
-        let at = tokio::time::Instant::from_std(at);
+    fn new(mut timer: Pin<&'a mut Sleep>, start: Instant, timeout: Duration) -> Deadline<'a> {
+        let start = tokio::time::Instant::from_std(start);
+        // A timeout past the end of the clock never fires: 30 years, as tokio's `sleep`
+        // takes it.
+        let at = start
+            .checked_add(timeout)
+            .unwrap_or_else(|| start + Duration::from_secs(30 * 365 * 86_400));
         if timer.deadline() > at {
             timer.as_mut().reset(at);
         }
