@@ -410,15 +410,39 @@ async fn each_request_gets_the_whole_timeout_from_its_own_start() {
     assert_eq!(sim.stats().requests, 2);
 }
 
-/// A timeout too long to add to the clock (`--request-timeout 500000000000years`) is a
-/// timeout that never comes, not a panic.
+/// A timeout too long to add to the clock (`--timeout 500000000000years`), or one that
+/// just fits, is a timeout that never comes, not a panic (a worker that panics loses its
+/// prompts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timeout_past_the_end_of_the_clock_never_fires() {
+async fn a_timeout_at_or_past_the_end_of_the_clock_never_fires() {
     let sim = sim(fast()).await;
     let mut cfg = openai(&sim, false);
     cfg.request_timeout = Duration::MAX;
     let r = step(cfg, 2, 4).await;
     assert_eq!(outcomes(&r), vec![Outcome::Success; 4]);
+    // Just below the longest timeout that can still be added to now, 0 to 4 ms short of
+    // it: some attempts start where tokio's timer rounds the deadline past the end.
+    for k in 0..200 {
+        let mut cfg = openai(&sim, false);
+        cfg.request_timeout = room_on_the_clock() - Duration::from_micros(20 * k);
+        let r = step(cfg, 1, 1).await;
+        assert_eq!(outcomes(&r), vec![Outcome::Success], "{k}");
+    }
+}
+
+/// The longest duration that can be added to now (to the microsecond).
+fn room_on_the_clock() -> Duration {
+    let now = Instant::now();
+    let (mut fits, mut overflows) = (Duration::ZERO, Duration::MAX);
+    while overflows - fits > Duration::from_micros(1) {
+        let mid = fits + (overflows - fits) / 2;
+        if now.checked_add(mid).is_some() {
+            fits = mid;
+        } else {
+            overflows = mid;
+        }
+    }
+    fits.saturating_sub(now.elapsed())
 }
 
 async fn exactly_w_in_flight(w: u32) {

@@ -651,12 +651,10 @@ struct Deadline<'a> {
 
 impl<'a> Deadline<'a> {
     fn new(mut timer: Pin<&'a mut Sleep>, start: Instant, timeout: Duration) -> Deadline<'a> {
-        let start = tokio::time::Instant::from_std(start);
-        // A timeout past the end of the clock never fires: 30 years, as tokio's `sleep`
-        // takes it.
-        let at = start
-            .checked_add(timeout)
-            .unwrap_or_else(|| start + Duration::from_secs(30 * 365 * 86_400));
+        // A timeout beyond 30 years never fires, and is 30 years, as tokio's `sleep` takes
+        // it: a deadline at the very end of the clock overflows inside tokio's timer.
+        let at = tokio::time::Instant::from_std(start)
+            + timeout.min(Duration::from_secs(30 * 365 * 86_400));
         if timer.deadline() > at {
             timer.as_mut().reset(at);
         }
