@@ -628,7 +628,7 @@ fn check_table(vendor: &str, table: &[(u16, &str, Outcome, &str)]) {
     for (status, body, outcome, rule) in table {
         let got = c.classify(&response(*status, &[], body));
         assert_eq!(
-            (got.outcome, &*got.rule),
+            (got.outcome, got.rule.as_ref()),
             (*outcome, *rule),
             "{vendor} {status} {body}"
         );

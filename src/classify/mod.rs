@@ -1188,7 +1188,10 @@ rate_limits:
         );
         r.events = parse_sse(&noise);
         let v = c.classify(&r);
-        assert_eq!((v.outcome, &*v.rule), (Outcome::RateLimited, "limited"));
+        assert_eq!(
+            (v.outcome, v.rule.as_ref()),
+            (Outcome::RateLimited, "limited")
+        );
         let message = v.message.unwrap();
         assert!(
             message.chars().count() <= "HTTP 429 (limited): ".len() + SNIPPET_CHARS,
