@@ -9,8 +9,6 @@
 //! escapes — except one thing: a number no path reaches is checked for syntax, not for
 //! range (`1e400` is accepted there). Valid UTF-8 is checked by the caller.
 
-use std::borrow::Cow;
-
 use serde_json::Value;
 
 use super::{walk, JsonPath, Node};
@@ -41,174 +39,165 @@ fn special(x: u64) -> u64 {
 
 pub(super) struct Scanner<'a> {
     b: &'a [u8],
-    i: usize,
-    depth: usize,
     paths: &'a [JsonPath],
 }
 
+// Every reader takes the index of what it reads and returns the index after it: the
+// index stays in a register, and a document is mostly skipped, where a cursor in memory
+// (or a call per value) costs more than the reading itself.
+
 impl<'a> Scanner<'a> {
     pub(super) fn new(b: &'a [u8], paths: &'a [JsonPath]) -> Scanner<'a> {
-        Scanner {
-            b,
-            i: 0,
-            depth: 0,
-            paths,
-        }
+        Scanner { b, paths }
     }
 
     /// The whole document: one value, then only whitespace.
-    pub(super) fn document(&mut self, root: &Node, hits: &mut Vec<(usize, Value)>) -> Result<()> {
-        self.value(root, hits)?;
-        self.ws();
-        if self.i != self.b.len() {
-            return self.refuse("trailing characters");
+    pub(super) fn document(&self, root: &Node, hits: &mut Vec<(usize, Value)>) -> Result<()> {
+        let i = self.value(root, ws(self.b, 0), 0, hits)?;
+        let i = ws(self.b, i);
+        if i != self.b.len() {
+            return refused(i, "trailing characters");
         }
         Ok(())
     }
 
-    fn refuse<T>(&self, what: &'static str) -> Result<T> {
-        Err(Refused { at: self.i, what })
-    }
-
-    fn ws(&mut self) {
-        self.i = ws(self.b, self.i);
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn expect(&mut self, c: u8, what: &'static str) -> Result<()> {
-        self.ws();
-        if self.peek() == Some(c) {
-            self.i += 1;
-            Ok(())
-        } else {
-            self.refuse(what)
-        }
-    }
-
-    /// The value at `node`: built when a path ends here, else walked for the paths that
-    /// go on below, else skipped.
-    fn value(&mut self, node: &Node, hits: &mut Vec<(usize, Value)>) -> Result<()> {
-        self.ws();
+    /// The value at `i` (after whitespace), `depth` containers deep, whose place in the
+    /// paths is `node`: built when a path ends here, else walked for the paths that go
+    /// on below, else skipped.
+    fn value(
+        &self,
+        node: &Node,
+        i: usize,
+        depth: usize,
+        hits: &mut Vec<(usize, Value)>,
+    ) -> Result<usize> {
         if !node.ends.is_empty() {
-            let start = self.i;
-            self.skip()?;
-            let value = leaf(&self.b[start..self.i]).map_err(|_| Refused {
-                at: start,
-                what: "a value serde_json refuses",
-            })?;
-            for &(id, depth) in &node.below {
-                walk(&self.paths[id].segments[depth..], &value, &mut |v| {
-                    hits.push((id, v.clone()));
-                    None::<()>
-                });
-            }
-            let (last, rest) = node.ends.split_last().expect("ends is not empty");
-            for &id in rest {
-                hits.push((id, value.clone()));
-            }
-            hits.push((*last, value));
-            return Ok(());
+            return self.build(node, i, depth, hits);
         }
-        match self.peek() {
+        match self.b.get(i) {
             Some(b'{') if !node.keys.is_empty() || node.any.is_some() => {
-                self.container(b'}', |s, first| {
-                    if !first {
-                        s.expect(b',', "expected `,` or `}`")?;
-                    }
-                    s.ws();
-                    let key = s.key()?;
-                    s.expect(b':', "expected `:`")?;
-                    match node.key(&key) {
-                        Some(child) => s.value(child, hits),
-                        None => s.skip(),
-                    }
-                })
+                self.object(node, i, depth, hits)
             }
             Some(b'[') if !node.indices.is_empty() || node.any.is_some() => {
-                let mut i = 0usize;
-                self.container(b']', |s, first| {
-                    if !first {
-                        s.expect(b',', "expected `,` or `]`")?;
-                    }
-                    let r = match node.index(i) {
-                        Some(child) => s.value(child, hits),
-                        None => s.skip(),
-                    };
-                    i += 1;
-                    r
-                })
+                self.array(node, i, depth, hits)
             }
-            _ => self.skip(),
+            _ => skip(self.b, i, depth),
         }
     }
 
-    /// `{ ... }` or `[ ... ]` at the cursor, calling `item` for each member (`first` is
-    /// true for the first one).
-    fn container(
-        &mut self,
-        close: u8,
-        mut item: impl FnMut(&mut Self, bool) -> Result<()>,
-    ) -> Result<()> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return self.refuse("nested too deep");
+    /// A value a path ends at: checked, then built by serde_json (a token count directly).
+    fn build(
+        &self,
+        node: &Node,
+        i: usize,
+        depth: usize,
+        hits: &mut Vec<(usize, Value)>,
+    ) -> Result<usize> {
+        let end = skip(self.b, i, depth)?;
+        let value = leaf(&self.b[i..end]).map_err(|_| Refused {
+            at: i,
+            what: "a value serde_json refuses",
+        })?;
+        for &(id, depth) in &node.below {
+            walk(&self.paths[id].segments[depth..], &value, &mut |v| {
+                hits.push((id, v.clone()));
+                None::<()>
+            });
         }
-        self.i += 1;
-        self.ws();
-        if self.peek() == Some(close) {
-            self.i += 1;
-        } else {
-            let mut first = true;
-            loop {
-                item(self, first)?;
-                first = false;
-                self.ws();
-                if self.peek() == Some(close) {
-                    self.i += 1;
-                    break;
-                }
-                if self.peek() != Some(b',') {
-                    return self.refuse("expected `,` or a closing bracket");
-                }
+        let (last, rest) = node.ends.split_last().expect("ends is not empty");
+        for &id in rest {
+            hits.push((id, value.clone()));
+        }
+        hits.push((*last, value));
+        Ok(end)
+    }
+
+    /// The object at `i`, whose members are looked up in `node`.
+    fn object(
+        &self,
+        node: &Node,
+        i: usize,
+        depth: usize,
+        hits: &mut Vec<(usize, Value)>,
+    ) -> Result<usize> {
+        if depth >= MAX_DEPTH {
+            return refused(i, "nested too deep");
+        }
+        let b = self.b;
+        let mut i = ws(b, i + 1);
+        if b.get(i) == Some(&b'}') {
+            return Ok(i + 1);
+        }
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return refused(i, "expected a key");
+            }
+            let (end, escaped) = string(b, i)?;
+            let child = if escaped {
+                node.key(&unescaped(&b[i..end]).map_err(|_| Refused {
+                    at: i,
+                    what: "invalid string",
+                })?)
+            } else {
+                node.key(&b[i + 1..end - 1])
+            };
+            i = ws(b, end);
+            if b.get(i) != Some(&b':') {
+                return refused(i, "expected `:`");
+            }
+            i = ws(b, i + 1);
+            i = match child {
+                Some(child) => self.value(child, i, depth + 1, hits)?,
+                None => skip(b, i, depth + 1)?,
+            };
+            i = ws(b, i);
+            match b.get(i) {
+                Some(b',') => i = ws(b, i + 1),
+                Some(b'}') => return Ok(i + 1),
+                _ => return refused(i, "expected `,` or `}`"),
             }
         }
-        self.depth -= 1;
-        Ok(())
     }
 
-    /// Any value, checked and not built.
-    fn skip(&mut self) -> Result<()> {
-        self.i = skip(self.b, self.i, self.depth)?;
-        Ok(())
-    }
-
-    /// An object key's bytes, unescaped (borrowed when it has no escapes). The caller
-    /// checked that the document is UTF-8, so equal bytes are equal names.
-    fn key(&mut self) -> Result<Cow<'a, [u8]>> {
-        if self.peek() != Some(b'"') {
-            return self.refuse("expected a key");
+    /// The array at `i`, whose elements are looked up in `node`.
+    fn array(
+        &self,
+        node: &Node,
+        i: usize,
+        depth: usize,
+        hits: &mut Vec<(usize, Value)>,
+    ) -> Result<usize> {
+        if depth >= MAX_DEPTH {
+            return refused(i, "nested too deep");
         }
-        let start = self.i;
-        let (end, escaped) = string(self.b, start)?;
-        self.i = end;
-        if !escaped {
-            return Ok(Cow::Borrowed(&self.b[start + 1..end - 1]));
+        let b = self.b;
+        let mut i = ws(b, i + 1);
+        if b.get(i) == Some(&b']') {
+            return Ok(i + 1);
         }
-        serde_json::from_slice::<String>(&self.b[start..end])
-            .map(|k| Cow::Owned(k.into_bytes()))
-            .map_err(|_| Refused {
-                at: start,
-                what: "invalid string",
-            })
+        let mut n = 0usize;
+        loop {
+            i = match node.index(n) {
+                Some(child) => self.value(child, i, depth + 1, hits)?,
+                None => skip(b, i, depth + 1)?,
+            };
+            n += 1;
+            i = ws(b, i);
+            match b.get(i) {
+                Some(b',') => i = ws(b, i + 1),
+                Some(b']') => return Ok(i + 1),
+                _ => return refused(i, "expected `,` or `]`"),
+            }
+        }
     }
 }
 
-// The skipping half works on a byte slice and an index held in a register, returning the
-// index after what it read: most of a body is skipped, and a cursor in memory (or a call
-// per value) costs more than the reading itself.
+/// An escaped key, unescaped. The caller checked that the document is UTF-8, so equal
+/// bytes are equal names.
+#[cold]
+fn unescaped(quoted: &[u8]) -> serde_json::Result<Vec<u8>> {
+    serde_json::from_slice::<String>(quoted).map(String::into_bytes)
+}
 
 /// A value a path reached, built: a token count (digits only, at most 19: it fits a
 /// `u64`) directly, anything else by serde_json.
@@ -227,25 +216,49 @@ fn refused<T>(at: usize, what: &'static str) -> Result<T> {
     Err(Refused { at, what })
 }
 
+/// Past whitespace. Bodies seldom have any: the first test (above a space) ends most calls.
 #[inline(always)]
 fn ws(b: &[u8], mut i: usize) -> usize {
-    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+    while let Some(&c) = b.get(i) {
+        if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            break;
+        }
         i += 1;
     }
     i
 }
 
-/// Any value at `i` (after whitespace), checked and not built. One loop keeps the open
-/// containers on a bit stack (1 = object) instead of a call per value; `depth` is how
-/// deep `i` already is.
-fn skip(b: &[u8], mut i: usize, depth: usize) -> Result<usize> {
+/// Any value at `i` (after whitespace), checked and not built, `depth` containers deep.
+#[inline(always)]
+fn skip(b: &[u8], i: usize, depth: usize) -> Result<usize> {
+    match b.get(i) {
+        Some(b'{' | b'[') => skip_container(b, i, depth),
+        _ => scalar(b, i),
+    }
+}
+
+/// A string, number, `true`, `false` or `null` at `i`, checked.
+#[inline(always)]
+fn scalar(b: &[u8], i: usize) -> Result<usize> {
+    match b.get(i) {
+        Some(b'"') => Ok(string(b, i)?.0),
+        Some(b't') => literal(b, i, b"true"),
+        Some(b'f') => literal(b, i, b"false"),
+        Some(b'n') => literal(b, i, b"null"),
+        Some(b'-' | b'0'..=b'9') => number(b, i),
+        _ => refused(i, "expected a value"),
+    }
+}
+
+/// The object or array at `i`, checked and not built. One loop keeps the open
+/// containers on a bit stack (1 = object) instead of a call per value.
+fn skip_container(b: &[u8], mut i: usize, depth: usize) -> Result<usize> {
     let mut objects: u128 = 0;
     let mut open = 0usize;
     loop {
         // A value.
         i = ws(b, i);
         match b.get(i) {
-            Some(b'"') => i = string(b, i)?.0,
             Some(&c @ (b'{' | b'[')) => {
                 if depth + open >= MAX_DEPTH {
                     return refused(i, "nested too deep");
@@ -264,11 +277,7 @@ fn skip(b: &[u8], mut i: usize, depth: usize) -> Result<usize> {
                     continue;
                 }
             }
-            Some(b't') => i = literal(b, i, b"true")?,
-            Some(b'f') => i = literal(b, i, b"false")?,
-            Some(b'n') => i = literal(b, i, b"null")?,
-            Some(b'-' | b'0'..=b'9') => i = number(b, i)?,
-            _ => return refused(i, "expected a value"),
+            _ => i = scalar(b, i)?,
         }
         // After a value: close the containers that end here, then on to the next member
         // of the innermost one that goes on.
@@ -312,6 +321,7 @@ fn member_key(b: &[u8], i: usize) -> Result<usize> {
     Ok(i + 1)
 }
 
+#[inline(always)]
 fn literal(b: &[u8], i: usize, word: &'static [u8]) -> Result<usize> {
     if b[i..].starts_with(word) {
         Ok(i + word.len())
@@ -321,6 +331,7 @@ fn literal(b: &[u8], i: usize, word: &'static [u8]) -> Result<usize> {
 }
 
 /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+#[inline(always)]
 fn number(b: &[u8], mut i: usize) -> Result<usize> {
     if b.get(i) == Some(&b'-') {
         i += 1;
@@ -365,22 +376,7 @@ fn string(b: &[u8], mut i: usize) -> Result<(usize, bool)> {
     i += 1;
     let mut escaped = false;
     loop {
-        // The plain run: everything but `"`, `\` and control characters, eight bytes at
-        // a time while it lasts, then byte by byte up to what ends it.
-        while let Some(word) = b.get(i..i + 8) {
-            let found = special(u64::from_le_bytes(word.try_into().expect("8 bytes")));
-            if found != 0 {
-                i += (found.trailing_zeros() / 8) as usize;
-                break;
-            }
-            i += 8;
-        }
-        while let Some(&c) = b.get(i) {
-            if c == b'"' || c == b'\\' || c < 0x20 {
-                break;
-            }
-            i += 1;
-        }
+        i = plain(b, i);
         match b.get(i) {
             Some(b'"') => return Ok((i + 1, escaped)),
             Some(b'\\') => {
@@ -390,6 +386,72 @@ fn string(b: &[u8], mut i: usize) -> Result<(usize, bool)> {
             Some(_) => return refused(i, "control character in a string"),
             None => return refused(i, "unterminated string"),
         }
+    }
+}
+
+/// The end of the plain run at `i` inside a string: the index of the first `"`, `\` or
+/// control character (`b.len()` when there is none).
+#[inline(always)]
+fn plain(b: &[u8], mut i: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Sixteen bytes at a time; the last sixteen bytes of the document are read whole
+        // and the ones before `i` shifted out, so no byte is ever read one by one.
+        if b.len() >= 16 {
+            while i + 16 <= b.len() {
+                let m = special16(b, i);
+                if m != 0 {
+                    return i + m.trailing_zeros() as usize;
+                }
+                i += 16;
+            }
+            if i >= b.len() {
+                return b.len();
+            }
+            let last = b.len() - 16;
+            let m = special16(b, last) >> (i - last);
+            return if m != 0 {
+                i + m.trailing_zeros() as usize
+            } else {
+                b.len()
+            };
+        }
+    }
+    while let Some(word) = b.get(i..i + 8) {
+        let found = special(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Of the sixteen bytes at `b[at..]`, a mask with bit k set when byte k is `"`, `\` or a
+/// control character.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn special16(b: &[u8], at: usize) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    let bytes: &[u8; 16] = b[at..at + 16].try_into().expect("16 bytes");
+    // SAFETY: SSE2 is part of every x86_64 CPU, and the load reads the 16 bytes of
+    // `bytes` (unaligned loads are allowed).
+    unsafe {
+        let x = _mm_loadu_si128(bytes.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
+        // x < 0x20 (unsigned) exactly when min(x, 0x1f) == x.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1f)), x);
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
     }
 }
 
@@ -437,7 +499,7 @@ fn hex4(b: &[u8], i: usize) -> Result<(usize, u16)> {
 
 #[cfg(test)]
 mod tests {
-    use super::special;
+    use super::{plain, special};
 
     fn first_special(bytes: [u8; 8]) -> Option<usize> {
         bytes
@@ -464,6 +526,46 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The run ends at the first special byte at or after the start, wherever the start
+    /// and that byte are: in the sixteen-byte blocks, in the document's last sixteen
+    /// bytes (read whole, the bytes before the start shifted out), or in a document
+    /// shorter than sixteen bytes.
+    #[test]
+    fn a_plain_run_ends_at_the_first_special_byte() {
+        let reference = |b: &[u8], i: usize| {
+            b[i..]
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .map_or(b.len(), |p| i + p)
+        };
+        for len in 0..=48 {
+            for start in 0..=len {
+                // No special byte; one at each place; one before the start (must not
+                // count) with one after it; two in a row.
+                let mut docs = vec![vec![b'a'; len]];
+                for at in 0..len {
+                    for c in [b'"', b'\\', 0x00, 0x1f] {
+                        let mut d = vec![b'a'; len];
+                        d[at] = c;
+                        docs.push(d.clone());
+                        if at + 1 < len {
+                            d[at + 1] = b'"';
+                            docs.push(d);
+                        }
+                    }
+                }
+                for d in &docs {
+                    assert_eq!(plain(d, start), reference(d, start), "{d:?} from {start}");
+                }
+            }
+        }
+        // Bytes that are not special: the space, DEL, high bytes.
+        let d = [0x20u8, 0x7f, 0x80, 0xff, b'a', 0x21, 0xc3, 0xa9].repeat(5);
+        for start in 0..=d.len() {
+            assert_eq!(plain(&d, start), d.len());
         }
     }
 }
