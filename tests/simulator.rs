@@ -1314,3 +1314,33 @@ anthropic SDKs and exports FWL_SDK_PYTHON), or set it to a python that has both 
         s.shutdown().await;
     }
 }
+
+/// A step opens all its connections at once (2,000 at the top of a probe), and a
+/// connection that finds the listen queue full has its SYN dropped and waits a second
+/// for the retry: one such worker held a whole step up by a second. Nothing accepts while
+/// the runtime is stopped here, so every connection below must wait in the queue, which
+/// is as long as the kernel allows (`net.core.somaxconn`, 4096 by default since Linux 5.4):
+/// with the 128 of a plain `bind` the 129th connect times out.
+#[test]
+fn a_burst_of_connections_waits_in_the_listen_queue() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = rt.block_on(start(instant()));
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096);
+    let n = somaxconn.min(2000);
+    let mut open = Vec::with_capacity(n);
+    for i in 0..n {
+        match std::net::TcpStream::connect_timeout(&sim.addr, Duration::from_millis(500)) {
+            Ok(s) => open.push(s),
+            Err(e) => panic!("connection {} of {n} (somaxconn {somaxconn}): {e}", i + 1),
+        }
+    }
+    assert_eq!(open.len(), n);
+    drop(open);
+    rt.block_on(sim.shutdown());
+}

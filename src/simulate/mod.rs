@@ -37,7 +37,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -81,7 +81,7 @@ impl SimServer {
     ) -> std::io::Result<SimServer> {
         let cfg = SimConfig::resolve(&settings)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let listener = TcpListener::bind(addr).await?;
+        let listener = listen(addr)?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State::new(cfg));
         let cancel = CancellationToken::new();
@@ -125,6 +125,23 @@ impl SimServer {
         self.cancel.cancel();
         let _ = self.task.await;
     }
+}
+
+/// The listening socket, its queue as long as the kernel allows. A step opens all its
+/// connections at once (2,000 at the top of a probe): with the 128 of a plain `bind`,
+/// a connection that finds the queue full has its SYN dropped and is retried a second
+/// later, holding its whole step up by a second.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a port just released can be bound again at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    // Linux caps it at net.core.somaxconn (4096 by default since 5.4).
+    socket.listen(65_535)
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<State>, cancel: CancellationToken) {
