@@ -1320,7 +1320,8 @@ anthropic SDKs and exports FWL_SDK_PYTHON), or set it to a python that has both 
 /// for the retry: one such worker held a whole step up by a second. Nothing accepts while
 /// the runtime is stopped here, so every connection below must wait in the queue, which
 /// is as long as the kernel allows (`net.core.somaxconn`, 4096 by default since Linux 5.4):
-/// with the 128 of a plain `bind` the 129th connect times out.
+/// with the 128 of a plain `bind` the 130th connect timed out. 500 connections stay well
+/// within the common limit of 1,024 open files.
 #[test]
 fn a_burst_of_connections_waits_in_the_listen_queue() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -1332,7 +1333,7 @@ fn a_burst_of_connections_waits_in_the_listen_queue() {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(4096);
-    let n = somaxconn.min(2000);
+    let n = somaxconn.min(500);
     let mut open = Vec::with_capacity(n);
     for i in 0..n {
         match std::net::TcpStream::connect_timeout(&sim.addr, Duration::from_millis(500)) {
