@@ -771,3 +771,41 @@ async fn a_response_head_too_large_for_the_small_read_buffer_is_retried_once() {
     let r = step_with(&engine, 2, 4).await;
     assert_eq!((r.success(), retries(&r), requests()), (4, vec![0; 4], 7));
 }
+
+/// The step runs as a task of the runtime: dropping the future that awaits it (a caller
+/// that gives up, a `select!` that takes another branch) must stop its workers, or they
+/// would go on sending prompts nobody reads, at the user's expense.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_step_stops_its_workers() {
+    let sim = sim(SimulatorSettings {
+        ttft_ms: Some(100),
+        ..fast()
+    })
+    .await;
+    let engine = Engine::new(openai(&sim, false)).expect("engine");
+    let spec = StepSpec {
+        workers: 4,
+        prompts: 1000,
+        min_duration: None,
+        max_prompts: None,
+    };
+    // Given up during the third round of 100 ms replies.
+    let given_up = tokio::time::timeout(
+        Duration::from_millis(250),
+        engine.run_step(spec, CancellationToken::new()),
+    )
+    .await;
+    assert!(
+        given_up.is_err(),
+        "the step cannot finish 1,000 prompts in 250 ms"
+    );
+    let at_drop = sim.stats().requests;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = sim.stats().requests;
+    assert_eq!(later, at_drop, "requests sent after the step was dropped");
+    assert!(
+        at_drop <= 12,
+        "{at_drop} requests in 250 ms of 100 ms replies at 4 workers"
+    );
+    sim.shutdown().await;
+}
