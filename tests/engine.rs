@@ -772,9 +772,10 @@ async fn a_response_head_too_large_for_the_small_read_buffer_is_retried_once() {
     assert_eq!((r.success(), retries(&r), requests()), (4, vec![0; 4], 7));
 }
 
-/// The step runs as a task of the runtime: dropping the future that awaits it (a caller
-/// that gives up, a `select!` that takes another branch) must stop its workers, or they
-/// would go on sending prompts nobody reads, at the user's expense.
+/// Dropping a step's future (a caller that gives up, a `select!` that takes another
+/// branch) must stop its workers, or they would go on sending prompts nobody reads, at
+/// the user's expense (a step spawned as its own task without an abort on drop sent 29
+/// requests where it should have stopped at 9: checked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_a_step_stops_its_workers() {
     let sim = sim(SimulatorSettings {

@@ -37,7 +37,6 @@ use http::header::{
 };
 use http::{HeaderMap, Uri};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 
 use crate::classify::{BucketReading, Classifier};
 use crate::config::provider::{Method, Outcome};
@@ -494,38 +493,9 @@ impl Engine {
     }
 
     /// Runs one step. Returns when every prompt is done, a fatal outcome was seen, or
-    /// `cancel` fired. Dropping the future stops the step (its workers with it).
+    /// `cancel` fired.
     pub async fn run_step(&self, spec: StepSpec, cancel: CancellationToken) -> StepResult {
-        // The step runs as a task of the runtime, beside its workers, not in the caller's
-        // future: each worker that ends wakes the task that joins it, and on the caller's
-        // thread (the binary's `block_on`) each of those wakes was a switch between threads
-        // (two futex calls per worker).
-        let started_at = SystemTime::now();
-        let engine = self.clone();
-        let step = AbortOnDropHandle::new(tokio::spawn(async move {
-            worker::run_step(&engine, spec, cancel).await
-        }));
-        match step.await {
-            Ok(result) => result,
-            Err(e) => match e.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                // Cancelled: only a runtime that shuts down does that, and then no one
-                // is left to read this.
-                Err(_) => StepResult {
-                    spec,
-                    started_at,
-                    duration: Duration::ZERO,
-                    prompts: Vec::new(),
-                    fatal: None,
-                    interrupted: true,
-                    retry_hint: None,
-                    rate_limit_headers: BTreeMap::new(),
-                    buckets: Vec::new(),
-                    rate_limited_buckets: Vec::new(),
-                    max_in_flight: 0,
-                },
-            },
-        }
+        worker::run_step(self, spec, cancel).await
     }
 
     fn verified(&self) -> bool {
