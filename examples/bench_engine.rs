@@ -52,6 +52,8 @@ fn main() {
             let workers: u32 = args[2].parse().unwrap_or_else(|_| usage());
             let requests: u32 = args[3].parse().unwrap_or_else(|_| usage());
             let settings = probe_settings(&args[1]);
+            // As `commands::run_probe` does for its largest step.
+            find_workers_limit::engine::reserve_descriptors(workers as usize);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -116,6 +116,9 @@ pub fn providers(dirs: &[std::path::PathBuf]) -> Result<(), Error> {
 /// Runs a probe: starts the simulator if the scenario asks for one, runs the loop,
 /// prints the summary (stderr) and the count (stdout), writes the result file.
 pub fn run_probe(settings: &ProbeSettings) -> Result<(), Error> {
+    // The largest step's connections, and as many again on the in-process simulator.
+    let sides = if settings.simulator.is_some() { 2 } else { 1 };
+    crate::engine::reserve_descriptors(settings.planner.max_workers as usize * sides);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -420,11 +423,17 @@ pub fn plan(settings: &ProbeSettings, show_request: bool) -> Result<String, Erro
     Ok(out)
 }
 
+/// The connections `simulate` makes room for before it starts (see
+/// [`crate::engine::reserve_descriptors`]).
+const SIMULATOR_CONNECTIONS: usize = 4032;
+
 /// `simulate`: serves the simulated provider on 127.0.0.1 until Ctrl-C, then prints
 /// what it served.
 pub fn simulate(port: u16, settings: SimulatorSettings) -> Result<(), Error> {
     // Check the flags before binding, so a bad value is a usage error, not a failed bind.
     crate::simulate::config::SimConfig::resolve(&settings).map_err(Error::Usage)?;
+    // Clients are not known in advance: room for a probe of 4,000 workers.
+    crate::engine::reserve_descriptors(SIMULATOR_CONNECTIONS);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
