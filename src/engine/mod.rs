@@ -286,6 +286,8 @@ pub fn reserve_descriptors(connections: usize) {
             }
         }
     }
+    #[cfg(not(unix))]
+    let _ = connections;
 }
 
 /// The engine: the connector, the prepared request and the configuration. Cheap to
