@@ -120,15 +120,8 @@ impl<'a> Scanner<'a> {
         depth: usize,
         hits: &mut Vec<(usize, Value)>,
     ) -> Result<usize> {
-        if depth >= MAX_DEPTH {
-            return refused(i, "nested too deep");
-        }
         let b = self.b;
-        let mut i = ws(b, i + 1);
-        if b.get(i) == Some(&b'}') {
-            return Ok(i + 1);
-        }
-        loop {
+        self.members(i, depth, b'}', "expected `,` or `}`", |i, _| {
             if b.get(i) != Some(&b'"') {
                 return refused(i, "expected a key");
             }
@@ -141,22 +134,16 @@ impl<'a> Scanner<'a> {
             } else {
                 node.key(&b[i + 1..end - 1])
             };
-            i = ws(b, end);
-            if b.get(i) != Some(&b':') {
-                return refused(i, "expected `:`");
+            let colon = ws(b, end);
+            if b.get(colon) != Some(&b':') {
+                return refused(colon, "expected `:`");
             }
-            i = ws(b, i + 1);
-            i = match child {
-                Some(child) => self.value(child, i, depth + 1, hits)?,
-                None => skip(b, i, depth + 1)?,
-            };
-            i = ws(b, i);
-            match b.get(i) {
-                Some(b',') => i = ws(b, i + 1),
-                Some(b'}') => return Ok(i + 1),
-                _ => return refused(i, "expected `,` or `}`"),
+            let at = ws(b, colon + 1);
+            match child {
+                Some(child) => self.value(child, at, depth + 1, hits),
+                None => skip(b, at, depth + 1),
             }
-        }
+        })
     }
 
     /// The array at `i`, whose elements are looked up in `node`.
@@ -167,26 +154,43 @@ impl<'a> Scanner<'a> {
         depth: usize,
         hits: &mut Vec<(usize, Value)>,
     ) -> Result<usize> {
+        self.members(i, depth, b']', "expected `,` or `]`", |i, n| {
+            match node.index(n) {
+                Some(child) => self.value(child, i, depth + 1, hits),
+                None => skip(self.b, i, depth + 1),
+            }
+        })
+    }
+
+    /// The object or array whose opening bracket is at `i`, `depth` containers deep:
+    /// `member(i, n)` reads its `n`th member at `i` (after whitespace) and returns the
+    /// index after it; `close` is the closing bracket, `what` the refusal when neither a
+    /// `,` nor `close` follows a member.
+    #[inline(always)]
+    fn members(
+        &self,
+        i: usize,
+        depth: usize,
+        close: u8,
+        what: &'static str,
+        mut member: impl FnMut(usize, usize) -> Result<usize>,
+    ) -> Result<usize> {
         if depth >= MAX_DEPTH {
             return refused(i, "nested too deep");
         }
         let b = self.b;
         let mut i = ws(b, i + 1);
-        if b.get(i) == Some(&b']') {
+        if b.get(i) == Some(&close) {
             return Ok(i + 1);
         }
         let mut n = 0usize;
         loop {
-            i = match node.index(n) {
-                Some(child) => self.value(child, i, depth + 1, hits)?,
-                None => skip(b, i, depth + 1)?,
-            };
+            i = ws(b, member(i, n)?);
             n += 1;
-            i = ws(b, i);
             match b.get(i) {
                 Some(b',') => i = ws(b, i + 1),
-                Some(b']') => return Ok(i + 1),
-                _ => return refused(i, "expected `,` or `]`"),
+                Some(&c) if c == close => return Ok(i + 1),
+                _ => return refused(i, what),
             }
         }
     }
