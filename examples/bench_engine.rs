@@ -53,7 +53,7 @@ fn main() {
             let requests: u32 = args[3].parse().unwrap_or_else(|_| usage());
             let settings = probe_settings(&args[1]);
             // As `commands::run_probe` does for its largest step.
-            find_workers_limit::engine::reserve_descriptors(workers as usize);
+            find_workers_limit::engine::reserve_descriptors(u64::from(workers));
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

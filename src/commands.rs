@@ -117,13 +117,24 @@ pub fn providers(dirs: &[std::path::PathBuf]) -> Result<(), Error> {
 /// prints the summary (stderr) and the count (stdout), writes the result file.
 pub fn run_probe(settings: &ProbeSettings) -> Result<(), Error> {
     // The largest step's connections, and as many again on the in-process simulator.
-    let sides = if settings.simulator.is_some() { 2 } else { 1 };
-    crate::engine::reserve_descriptors(settings.planner.max_workers as usize * sides);
+    let per_worker = settings.descriptors_per_worker();
+    let max_workers = u64::from(settings.planner.max_workers);
+    let files = crate::engine::reserve_descriptors(max_workers * per_worker);
+    if let Some(f) = files {
+        let room = f.connections() / per_worker;
+        if room < max_workers {
+            crate::note!(
+                "warning: the open-file limit is {f}: room for {} at once, not the {} of --max-workers; the probe stops before a larger step",
+                crate::report::workers(u32::try_from(room).unwrap_or(u32::MAX)),
+                max_workers
+            );
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
-    let outcome = runtime.block_on(probe_async(settings.clone()))?;
+    let outcome = runtime.block_on(probe_async(settings.clone(), files))?;
     let result = &outcome.result;
     crate::note_raw!("{}", crate::report::summary_table(result));
     if let Some(path) = &settings.output_file {
@@ -149,7 +160,10 @@ pub fn run_probe(settings: &ProbeSettings) -> Result<(), Error> {
     }
 }
 
-async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeOutcome, Error> {
+async fn probe_async(
+    mut settings: ProbeSettings,
+    files: Option<crate::engine::OpenFiles>,
+) -> Result<crate::probe::ProbeOutcome, Error> {
     // Ctrl-C is caught from here on, before anything is printed or sent: the handler is
     // installed now, not when a task first polls it (until then a Ctrl-C would kill the
     // process without a result file).
@@ -214,7 +228,7 @@ async fn probe_async(mut settings: ProbeSettings) -> Result<crate::probe::ProbeO
     let mut config = settings.engine_config()?;
     config.on_prompt = observer.prompt_hook();
     let engine = crate::engine::Engine::new(config).map_err(Error::Usage)?;
-    let outcome = crate::probe::run(&settings, &engine, &cancel, &observer).await;
+    let outcome = crate::probe::run(&settings, files, &engine, &cancel, &observer).await;
     observer.finish();
     if let Some(s) = sim {
         s.shutdown().await;
@@ -425,7 +439,7 @@ pub fn plan(settings: &ProbeSettings, show_request: bool) -> Result<String, Erro
 
 /// The connections `simulate` makes room for before it starts (see
 /// [`crate::engine::reserve_descriptors`]).
-const SIMULATOR_CONNECTIONS: usize = 4032;
+const SIMULATOR_CONNECTIONS: u64 = 4032;
 
 /// `simulate`: serves the simulated provider on 127.0.0.1 until Ctrl-C, then prints
 /// what it served.
@@ -433,7 +447,14 @@ pub fn simulate(port: u16, settings: SimulatorSettings) -> Result<(), Error> {
     // Check the flags before binding, so a bad value is a usage error, not a failed bind.
     crate::simulate::config::SimConfig::resolve(&settings).map_err(Error::Usage)?;
     // Clients are not known in advance: room for a probe of 4,000 workers.
-    crate::engine::reserve_descriptors(SIMULATOR_CONNECTIONS);
+    if let Some(f) = crate::engine::reserve_descriptors(SIMULATOR_CONNECTIONS) {
+        if f.connections() < SIMULATOR_CONNECTIONS {
+            crate::note!(
+                "warning: the open-file limit is {f}: this simulator holds at most {} connections at once; more wait in the listen queue until one closes",
+                f.connections()
+            );
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -24,7 +24,7 @@ pub enum Error {
     /// The provider said something that fewer workers will not fix.
     #[error("{0}")]
     ProviderFatal(String),
-    /// Stopped by a spend cap or an over-long cooldown.
+    /// Stopped by a spend cap, an over-long cooldown or the open-file limit.
     #[error("{0}")]
     StoppedEarly(String),
     /// Ctrl-C.

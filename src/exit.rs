@@ -13,7 +13,8 @@ pub const CONFIG: u8 = 3;
 pub const RATE_LIMITED_AT_ONE: u8 = 4;
 /// The provider answered with a fatal error (bad key, quota exhausted, unknown model).
 pub const PROVIDER_FATAL: u8 = 5;
-/// The probe stopped early, by a spend cap or a retry hint longer than --max-cooldown;
+/// The probe stopped early, by a spend cap, a retry hint longer than --max-cooldown or
+/// the open-file limit;
 /// stdout holds the count proven so far, if any.
 pub const STOPPED_EARLY: u8 = 6;
 /// Interrupted by Ctrl-C; the result file holds what was measured.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::provider::Outcome;
-use crate::engine::{Engine, StepResult, StepSpec};
+use crate::engine::{Engine, OpenFiles, StepResult, StepSpec};
 use crate::planner::{self, Decision, Spend, StepOutcome, Verdict};
 use crate::progress::Progress;
 use crate::report::{self, ProbeResult, ResultSettings, RunRecord, Totals};
@@ -174,9 +174,11 @@ async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
     }
 }
 
-/// Runs the whole probe against `engine`.
+/// Runs the whole probe against `engine`. `files`: the open-file limit, if one is known;
+/// a step whose connections would not fit under it is not run.
 pub async fn run(
     settings: &ProbeSettings,
+    files: Option<OpenFiles>,
     engine: &Engine,
     cancel: &CancellationToken,
     observer: &Progress,
@@ -217,6 +219,21 @@ pub async fn run(
             }
             Decision::Run { workers, prompts } => (workers, prompts),
         };
+
+        // A connection that cannot be opened is a failed prompt, not a rate limit: the
+        // step would pass with fewer workers than it claims.
+        if let Some(f) = files {
+            let needed = OpenFiles::needed(u64::from(workers) * settings.descriptors_per_worker());
+            if needed > f.limit {
+                outcome = "open_file_limit";
+                error = Some(Error::StoppedEarly(format!(
+                    "the step at {} needs {needed} open files, more than the open-file limit of {f}: raise the limit to {needed} or lower --max-workers; stopping{}",
+                    crate::report::workers(workers),
+                    proven_note(&history)
+                )));
+                break;
+            }
+        }
 
         let spent = Spend {
             prompts: totals.prompts,
@@ -361,7 +378,9 @@ pub async fn run(
             None
         }
         None => match outcome {
-            "spend_cap" | "cooldown_too_long" | "interrupted" => planner::proven(&history),
+            "spend_cap" | "cooldown_too_long" | "open_file_limit" | "interrupted" => {
+                planner::proven(&history)
+            }
             _ => None,
         },
     };

@@ -43,7 +43,7 @@ pub struct ProbeResult {
     /// The highest worker count a step was run with.
     pub max_tested: u32,
     /// How the probe ended: `found`, `cap_reached`, `rate_limited_at_minimum`, `fatal`,
-    /// `cooldown_too_long`, `spend_cap`, `interrupted`.
+    /// `cooldown_too_long`, `spend_cap`, `open_file_limit`, `interrupted`.
     pub outcome: String,
     /// The error that ended the probe, if one did.
     pub error: Option<String>,

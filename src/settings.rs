@@ -372,6 +372,16 @@ pub fn resolve_with(
 }
 
 impl ProbeSettings {
+    /// Descriptors one worker holds: its connection, and the simulator's end of it when
+    /// the simulator runs in this process.
+    pub fn descriptors_per_worker(&self) -> u64 {
+        if self.simulator.is_some() {
+            2
+        } else {
+            1
+        }
+    }
+
     /// The template values, with `base_url` as given.
     fn vars(&self, base_url: &str) -> Vars {
         Vars {

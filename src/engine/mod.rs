@@ -244,20 +244,66 @@ impl StepResult {
 
 /// Descriptors a process keeps besides its connections (standard streams, the runtime's
 /// epoll and wake-up descriptors, files it reads and writes).
-const OTHER_DESCRIPTORS: usize = 64;
+const OTHER_DESCRIPTORS: u64 = 64;
 
-/// Grows this process's table of file descriptors so that `connections` sockets (and a
-/// few other descriptors) fit at once. Call it before the runtime starts its threads.
+/// The open-file limit (`ulimit -n`) of this process, as [`reserve_descriptors`] left it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenFiles {
+    /// The limit in force (the soft limit).
+    pub limit: u64,
+    /// The most the process may raise it to (the hard limit).
+    pub hard: u64,
+}
+
+impl OpenFiles {
+    /// Descriptors needed to hold `connections` sockets at once, and the others.
+    pub fn needed(connections: u64) -> u64 {
+        connections.saturating_add(OTHER_DESCRIPTORS)
+    }
+
+    /// The most connections that fit under the limit at once.
+    pub fn connections(&self) -> u64 {
+        self.limit.saturating_sub(OTHER_DESCRIPTORS)
+    }
+}
+
+/// "1024 (ulimit -n; hard limit 4096)".
+impl fmt::Display for OpenFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |n: u64| {
+            if n >= i64::MAX as u64 {
+                "unlimited".to_string()
+            } else {
+                n.to_string()
+            }
+        };
+        write!(
+            f,
+            "{} (ulimit -n; hard limit {})",
+            show(self.limit),
+            show(self.hard)
+        )
+    }
+}
+
+/// Makes room for `connections` sockets (and a few other descriptors) at once: raises the
+/// open-file limit toward its hard limit if it is lower than that, then grows this
+/// process's table of descriptors. Call it before the runtime starts its threads. Returns
+/// the limit in force, or `None` where there is none to know.
 ///
-/// The kernel doubles the table as descriptors are opened, and in a process with more than
-/// one thread each doubling waits for an RCU grace period (`synchronize_rcu` in
+/// The limit: a connection the process cannot open fails with "too many open files", and
+/// an in-process server that cannot accept leaves its client waiting for its timeout;
+/// neither measures the account. The soft limit is often 1,024 while the hard limit is
+/// far higher, so it is raised (as Go's runtime does for every program); where even the
+/// hard limit is too low, the caller learns it and can say so.
+///
+/// The table: the kernel doubles it as descriptors are opened, and in a process with more
+/// than one thread each doubling waits for an RCU grace period (`synchronize_rcu` in
 /// `expand_fdtable`). A step opens all its connections at once, so the first steps to
 /// reach 128, 256, 512, … connections stalled while the table grew: 15 ms of a
 /// 2,560-request step at 256 workers (54 → 39 ms with the table grown first, oha 40 ms).
-/// With one thread the growth waits for nothing, and the table never shrinks. Best
-/// effort: beyond the open-file limit (`ulimit -n`) it grows no further, and then later
-/// growths cost what they did.
-pub fn reserve_descriptors(connections: usize) {
+/// With one thread the growth waits for nothing, and the table never shrinks.
+pub fn reserve_descriptors(connections: u64) -> Option<OpenFiles> {
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
@@ -267,27 +313,45 @@ pub fn reserve_descriptors(connections: usize) {
         };
         // SAFETY: getrlimit only writes the struct it is given.
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-            return;
+            return None;
         }
-        let wanted = connections.saturating_add(OTHER_DESCRIPTORS) as u64;
-        let Ok(highest) = libc::c_int::try_from(wanted.min(limit.rlim_cur).saturating_sub(1))
-        else {
-            return;
-        };
-        let Ok(null) = std::fs::File::open("/dev/null") else {
-            return;
-        };
-        // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor we own to the lowest free number
-        // at or above `highest` (growing the table to hold it); the copy is closed at once.
-        unsafe {
-            let copy = libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, highest);
-            if copy >= 0 {
-                libc::close(copy);
+        let wanted = OpenFiles::needed(connections);
+        if limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < wanted {
+            let raised = libc::rlimit {
+                rlim_cur: wanted.min(limit.rlim_max),
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: setrlimit only reads the struct it is given.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                limit.rlim_cur = raised.rlim_cur;
             }
         }
+        let files = OpenFiles {
+            limit: limit.rlim_cur,
+            hard: limit.rlim_max,
+        };
+        let highest = wanted.min(files.limit).saturating_sub(1);
+        if let (Ok(highest), Ok(null)) = (
+            libc::c_int::try_from(highest),
+            std::fs::File::open("/dev/null"),
+        ) {
+            // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor we own to the lowest free
+            // number at or above `highest` (growing the table to hold it); the copy is
+            // closed at once.
+            unsafe {
+                let copy = libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, highest);
+                if copy >= 0 {
+                    libc::close(copy);
+                }
+            }
+        }
+        Some(files)
     }
     #[cfg(not(unix))]
-    let _ = connections;
+    {
+        let _ = connections;
+        None
+    }
 }
 
 /// The engine: the connector, the prepared request and the configuration. Cheap to
