@@ -120,15 +120,13 @@ pub fn run_probe(settings: &ProbeSettings) -> Result<(), Error> {
     let per_worker = settings.descriptors_per_worker();
     let max_workers = u64::from(settings.planner.max_workers);
     let files = crate::engine::reserve_descriptors(max_workers * per_worker);
-    if let Some(f) = files {
+    if let Some(f) = files.filter(|f| !f.fits(max_workers * per_worker)) {
         let room = f.connections() / per_worker;
-        if room < max_workers {
-            crate::note!(
-                "warning: the open-file limit is {f}: room for {} at once, not the {} of --max-workers; the probe stops before a larger step",
-                crate::report::workers(u32::try_from(room).unwrap_or(u32::MAX)),
-                max_workers
-            );
-        }
+        crate::note!(
+            "warning: the open-file limit is {f}: room for {} at once, not the {} of --max-workers; the probe stops before a larger step",
+            crate::report::workers(u32::try_from(room).unwrap_or(u32::MAX)),
+            max_workers
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -447,13 +445,13 @@ pub fn simulate(port: u16, settings: SimulatorSettings) -> Result<(), Error> {
     // Check the flags before binding, so a bad value is a usage error, not a failed bind.
     crate::simulate::config::SimConfig::resolve(&settings).map_err(Error::Usage)?;
     // Clients are not known in advance: room for a probe of 4,000 workers.
-    if let Some(f) = crate::engine::reserve_descriptors(SIMULATOR_CONNECTIONS) {
-        if f.connections() < SIMULATOR_CONNECTIONS {
-            crate::note!(
-                "warning: the open-file limit is {f}: this simulator holds at most {} connections at once; more wait in the listen queue until one closes",
-                f.connections()
-            );
-        }
+    if let Some(f) = crate::engine::reserve_descriptors(SIMULATOR_CONNECTIONS)
+        .filter(|f| !f.fits(SIMULATOR_CONNECTIONS))
+    {
+        crate::note!(
+            "warning: the open-file limit is {f}: this simulator holds at most {} connections at once; more wait in the listen queue until one closes",
+            f.connections()
+        );
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

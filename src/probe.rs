@@ -222,17 +222,16 @@ pub async fn run(
 
         // A connection that cannot be opened is a failed prompt, not a rate limit: the
         // step would pass with fewer workers than it claims.
-        if let Some(f) = files {
-            let needed = OpenFiles::needed(u64::from(workers) * settings.descriptors_per_worker());
-            if needed > f.limit {
-                outcome = "open_file_limit";
-                error = Some(Error::StoppedEarly(format!(
-                    "the step at {} needs {needed} open files, more than the open-file limit of {f}: raise the limit to {needed} or lower --max-workers; stopping{}",
-                    crate::report::workers(workers),
-                    proven_note(&history)
-                )));
-                break;
-            }
+        let connections = u64::from(workers) * settings.descriptors_per_worker();
+        if let Some(f) = files.filter(|f| !f.fits(connections)) {
+            outcome = "open_file_limit";
+            let needed = OpenFiles::needed(connections);
+            error = Some(Error::StoppedEarly(format!(
+                "the step at {} needs {needed} open files, more than the open-file limit of {f}: raise the limit to {needed} or lower --max-workers; stopping{}",
+                crate::report::workers(workers),
+                proven_note(&history)
+            )));
+            break;
         }
 
         let spent = Spend {

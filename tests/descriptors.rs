@@ -26,10 +26,8 @@ fn fd_table(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// The table that holds descriptor `wanted - 1`, within the hard open-file limit the
-/// binary inherits from this test (it raises its soft limit up to that): the kernel sizes
-/// tables in powers of two.
-fn table_for(wanted: u64) -> u64 {
+/// This test's open-file limit, which the binary inherits.
+fn open_file_limit() -> libc::rlimit {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -38,7 +36,14 @@ fn table_for(wanted: u64) -> u64 {
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
         0
     );
-    wanted.min(limit.rlim_max).next_power_of_two()
+    limit
+}
+
+/// The table that holds descriptor `wanted - 1`, within the hard open-file limit the
+/// binary inherits from this test (it raises its soft limit up to that): the kernel sizes
+/// tables in powers of two.
+fn table_for(wanted: u64) -> u64 {
+    wanted.min(open_file_limit().rlim_max).next_power_of_two()
 }
 
 /// `simulate` makes room for 4,032 connections and 64 other descriptors before it
@@ -91,18 +96,13 @@ fn with_open_files(
     hard: Option<u64>,
 ) -> std::process::Command {
     use std::os::unix::process::CommandExt;
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard.unwrap_or(open_file_limit().rlim_max),
+    };
     // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            let mut limit = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            limit.rlim_cur = soft;
-            limit.rlim_max = hard.unwrap_or(limit.rlim_max);
             if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -159,14 +159,7 @@ fn simulate_says_how_many_connections_its_open_file_limit_allows() {
 /// margin for others) runs, and the answer is the one without a limit.
 #[test]
 fn a_low_soft_open_file_limit_is_raised_for_the_probe() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
+    let limit = open_file_limit();
     assert!(
         limit.rlim_max >= 264,
         "this test needs a hard open-file limit of at least 264, not {}",

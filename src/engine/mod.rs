@@ -265,11 +265,17 @@ impl OpenFiles {
     pub fn connections(&self) -> u64 {
         self.limit.saturating_sub(OTHER_DESCRIPTORS)
     }
+
+    /// Whether `connections` sockets (and the others) fit under the limit at once.
+    pub fn fits(&self, connections: u64) -> bool {
+        Self::needed(connections) <= self.limit
+    }
 }
 
 /// "1024 (ulimit -n; hard limit 4096)".
 impl fmt::Display for OpenFiles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // RLIM_INFINITY: u64::MAX on Linux, i64::MAX on macOS and the BSDs.
         let show = |n: u64| {
             if n >= i64::MAX as u64 {
                 "unlimited".to_string()
